@@ -1,0 +1,96 @@
+"""InterIR (Sec. 3.1, Fig. 2): embed → init (Eq. 11) → n IPBlocks → final RESM → head, Î = IR + D."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .epblock import CONV_TYPES
+from .unfolding import F_FORMS, RESM, InitModule, IPBlock
+
+SCALE = 4  # the 4× PixelUnshuffle of the pipeline
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's setting (Sec. 4.1: n = 16; C = 48 as DeepSN-Net).
+    "paper": {"n_blocks": 16, "channels": 48, "kernel_size": 3},
+    # The shipped CPU model: the largest that trains well on 2 CPU cores and serves a 512² image
+    # with its full trace in about a second on a Space's 2 vCPUs (see benchmarks/).
+    "tiny": {"n_blocks": 4, "channels": 16, "kernel_size": 3},
+}
+DEFAULTS: dict[str, Any] = {"conv_type": "explain", "f_form": "additive", "eta": 0.01}
+
+
+def make_config(preset: str = "tiny", **overrides: Any) -> dict[str, Any]:
+    """A full, validated model config from a preset plus overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    cfg = {"preset": preset, **PRESETS[preset], **DEFAULTS}
+    unknown = set(overrides) - set(cfg)
+    if unknown:
+        raise ValueError(f"unknown model option(s): {', '.join(sorted(unknown))}")
+    cfg.update(overrides)
+    if not (isinstance(cfg["n_blocks"], int) and cfg["n_blocks"] >= 1):
+        raise ValueError("n_blocks must be an integer >= 1")
+    if not (isinstance(cfg["channels"], int) and cfg["channels"] >= 1):
+        raise ValueError("channels must be an integer >= 1")
+    if not (isinstance(cfg["kernel_size"], int) and cfg["kernel_size"] % 2 == 1):
+        raise ValueError("kernel_size must be an odd integer")
+    if cfg["conv_type"] not in CONV_TYPES:
+        raise ValueError(f"conv_type must be one of {CONV_TYPES}")
+    if cfg["f_form"] not in F_FORMS:
+        raise ValueError(f"f_form must be one of {F_FORMS}")
+    cfg["eta"] = float(cfg["eta"])
+    return cfg
+
+
+class InterIR(nn.Module):
+    """The InterIR network. ``forward(x)``: (B, 3, H, W) in [0, 1], any H, W ≥ 1 → same shape."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        c, k = config["channels"], config["kernel_size"]
+        kw = dict(kernel_size=k, conv_type=config["conv_type"])
+        self.embed = nn.Sequential(nn.PixelUnshuffle(SCALE), nn.Conv2d(3 * SCALE ** 2, c, 3, padding=1))
+        self.init = InitModule(c)
+        self.blocks = nn.ModuleList(
+            IPBlock(c, f_form=config["f_form"], eta=config["eta"], **kw) for _ in range(config["n_blocks"]))
+        self.final_resm = RESM(c, f_form=config["f_form"], eta=config["eta"], **kw)
+        self.head = nn.Sequential(nn.Conv2d(c, 3 * SCALE ** 2, 3, padding=1), nn.PixelShuffle(SCALE))
+
+    @staticmethod
+    def pad(x: torch.Tensor) -> torch.Tensor:
+        """Pad H, W up to multiples of 4 (reflect; replicate where the image is too small)."""
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % SCALE, (-w) % SCALE
+        if ph == 0 and pw == 0:
+            return x
+        mode = "reflect" if (ph < h and pw < w) else "replicate"
+        return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+    def decode(self, I: torch.Tensor, x_pad: torch.Tensor) -> torch.Tensor:
+        """Output head: Î = IR + D with IR = PixelShuffle(Conv3×3(I))."""
+        return self.head(I) + x_pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        x_pad = self.pad(x)
+        z = self.embed(x_pad)
+        I, A, B, Lambda = self.init(z)
+        for block in self.blocks:
+            I, A, B, Lambda = block(I, A, B, Lambda, z)
+        I = self.final_resm(I, A, B, Lambda, z)
+        return self.decode(I, x_pad)[..., :h, :w]
+
+    def resms(self) -> list[RESM]:
+        """The n + 1 RESMs in order (one per recorded iteration)."""
+        return [b.resm for b in self.blocks] + [self.final_resm]
+
+
+def build_model(preset: str = "tiny", **overrides: Any) -> InterIR:
+    """Build a freshly initialised InterIR from a preset (``"paper"`` or ``"tiny"``)."""
+    return InterIR(make_config(preset, **overrides))

@@ -1,0 +1,168 @@
+"""One iteration of the improved semi-smooth Newton solver as network modules (Sec. 3.3).
+
+Shapes: I, Λ, z: (B, C, h, w) feature maps (z is the embedded degraded image, the "D" of
+Eqs. 11-14); A: (B, C, h, h) and B: (B, C, w, w), one matrix pair per channel, so ``A @ I @ B``
+is a batched matrix product and non-square inputs work.
+
+Interpretation notes (see DESIGN.md and the model card):
+- ⊕/⊖ are element-wise, ⊛ an element-wise product, ``I1 = I0 ⊗ −ηH`` reads ``I0 − ηH`` with
+  a learnable η (init 0.01).
+- The data term of F follows Eq. 31/28 (Aᵀ(A·I·B − z)Bᵀ, the gradient of ½‖A·I·B − z‖²);
+  Eq. 12 prints the opposite sign, which would make the Newton step ascend the data term.
+- H follows Eq. 12: EP(1 ⊖ S(Λ ⊕ EP(I))) ⊛ EP(F), reusing S(Λ ⊕ EP(I)) from F (as Eq. 23 does).
+- S(·) ("Convs") is 1×1 conv → ReLU → 1×1 conv; Wκ comes from a small network on the input.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .epblock import EPBlock
+
+F_FORMS = ("additive", "subtractive")
+
+
+def frob_normalize(m: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Divide each (batch, channel) matrix by its Frobenius norm (the paper's Norm / ‖·‖₂)."""
+    return m / (m.flatten(2).norm(dim=-1)[..., None, None] + eps)
+
+
+def t(m: torch.Tensor) -> torch.Tensor:
+    """Per-channel matrix transpose."""
+    return m.transpose(-1, -2)
+
+
+class Shrinkage(nn.Module):
+    """S(·), the learned shrinkage ("Convs"): 1×1 conv, ReLU, 1×1 conv."""
+
+    def __init__(self, channels: int, expand: int = 2) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels * expand, 1)
+        self.conv2 = nn.Conv2d(channels * expand, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(F.relu(self.conv1(x)))
+
+
+class KappaWeight(nn.Module):
+    """Wκ: per-channel weights from the current input (GAP → MLP → 2·sigmoid, starts at 1)."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(channels // reduction, 4)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2.0 * torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+
+
+class InitModule(nn.Module):
+    """Eq. 11: I0 = z, Λ0 = f1(I0) + I0, A0 = Norm(I0 I0ᵀ), B0 = Norm(I0ᵀ I0)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.f1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        I0 = z
+        Lambda0 = self.f1(I0) + I0
+        A0 = frob_normalize(I0 @ t(I0))
+        B0 = frob_normalize(t(I0) @ I0)
+        return I0, A0, B0, Lambda0
+
+
+class RESM(nn.Module):
+    """Restoration equation solver module (Eq. 12): one semi-smooth Newton step on I."""
+
+    def __init__(self, channels: int, kernel_size: int = 3, conv_type: str = "explain",
+                 f_form: str = "additive", eta: float = 0.01) -> None:
+        super().__init__()
+        if f_form not in F_FORMS:
+            raise ValueError(f"f_form must be one of {F_FORMS}, got {f_form!r}")
+        self.f_form = f_form
+        self.ep_v = EPBlock(channels, kernel_size, conv_type)       # V(I) = EP(I)
+        self.shrink = Shrinkage(channels)                           # S(Λ ⊕ EP(I))
+        self.kappa = KappaWeight(channels) if f_form == "additive" else None  # Wκ
+        self.ep_f = EPBlock(channels, kernel_size, conv_type)       # outer EP of F
+        self.ep_h_gate = EPBlock(channels, kernel_size, conv_type)  # EP(1 ⊖ S(·))
+        self.ep_h_f = EPBlock(channels, kernel_size, conv_type)     # EP(F)
+        self.eta = nn.Parameter(torch.tensor(float(eta)))
+
+    @staticmethod
+    def data_gradient(I: torch.Tensor, A: torch.Tensor, B: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Aᵀ(A·I·B − z)Bᵀ, the gradient of ½‖A·I·B − z‖²."""
+        return t(A) @ (A @ I @ B - z) @ t(B)
+
+    def F(self, I: torch.Tensor, A: torch.Tensor, B: torch.Tensor, Lambda: torch.Tensor,
+          z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # Eq. 31 (additive) / Eq. 28
+        v = self.ep_v(I)
+        s = self.shrink(Lambda + v)
+        if self.f_form == "additive":
+            prior = self.ep_f(v + Lambda + self.kappa(Lambda + v) * s)
+        else:
+            prior = self.ep_f(Lambda + v - s)
+        return self.data_gradient(I, A, B, z) + prior, s
+
+    def H(self, F_I: torch.Tensor, A: torch.Tensor, B: torch.Tensor, s: torch.Tensor) -> torch.Tensor:  # Eq. 12
+        return t(A) @ A @ F_I @ B @ t(B) + self.ep_h_gate(1.0 - s) * self.ep_h_f(F_I)
+
+    def forward(self, I: torch.Tensor, A: torch.Tensor, B: torch.Tensor, Lambda: torch.Tensor,
+                z: torch.Tensor) -> torch.Tensor:
+        F_I, s = self.F(I, A, B, Lambda, z)
+        return I - self.eta * self.H(F_I, A, B, s)  # Eq. 12 / Eq. 24: I1 = I0 − ηH(I0)
+
+
+class DMUM(nn.Module):
+    """Degradation matrix update module (Eq. 13)."""
+
+    def __init__(self, channels: int, kernel_size: int = 3, conv_type: str = "explain") -> None:
+        super().__init__()
+        self.ep_a = EPBlock(2 * channels, kernel_size, conv_type)
+        self.ep_b = EPBlock(2 * channels, kernel_size, conv_type)
+
+    def update_A(self, I: torch.Tensor, B: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # Eq. 13, rows 1-2
+        a0, a1 = self.ep_a(torch.cat([I @ B, z], dim=1)).chunk(2, dim=1)
+        return frob_normalize(a0 @ t(a1))
+
+    def update_B(self, I: torch.Tensor, A: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # Eq. 13, rows 3-4
+        b0, b1 = self.ep_b(torch.cat([A @ I, z], dim=1)).chunk(2, dim=1)
+        return frob_normalize(t(b0) @ b1)
+
+    def forward(self, I: torch.Tensor, B: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        A_new = self.update_A(I, B, z)
+        return A_new, self.update_B(I, A_new, z)
+
+
+class MUM(nn.Module):
+    """Multiplier update module (Eq. 14): Λ1 = Λ0 ⊕ EP(I1) ⊖ S(Λ0 ⊕ EP(I1))."""
+
+    def __init__(self, channels: int, kernel_size: int = 3, conv_type: str = "explain") -> None:
+        super().__init__()
+        self.ep = EPBlock(channels, kernel_size, conv_type)
+        self.shrink = Shrinkage(channels)
+
+    def forward(self, I: torch.Tensor, Lambda: torch.Tensor) -> torch.Tensor:  # Eq. 14
+        u = Lambda + self.ep(I)
+        return u - self.shrink(u)
+
+
+class IPBlock(nn.Module):
+    """Interpretability block: RESM (I), DMUM (A, B), MUM (Λ)."""
+
+    def __init__(self, channels: int, kernel_size: int = 3, conv_type: str = "explain",
+                 f_form: str = "additive", eta: float = 0.01) -> None:
+        super().__init__()
+        self.resm = RESM(channels, kernel_size, conv_type, f_form, eta)
+        self.dmum = DMUM(channels, kernel_size, conv_type)
+        self.mum = MUM(channels, kernel_size, conv_type)
+
+    def forward(self, I: torch.Tensor, A: torch.Tensor, B: torch.Tensor, Lambda: torch.Tensor,
+                z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        I = self.resm(I, A, B, Lambda, z)
+        A, B = self.dmum(I, B, z)
+        Lambda = self.mum(I, Lambda)
+        return I, A, B, Lambda

@@ -1,0 +1,126 @@
+"""Weights on disk: ``config.json`` + ``model.safetensors`` in one folder.
+
+Nothing is ever unpickled: a pickle/torch.save file is recognised by its first bytes and
+refused. Every problem raises :class:`InterIRError` naming the file and what is wrong.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import InterIRError
+from .model.interir import InterIR, make_config
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT = "interir-v1"
+DEFAULT_CHECKPOINT = "interir-tiny"
+
+
+def repo_root() -> Path:
+    """The project folder (where ``checkpoints/`` lives for an editable install or a Space)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def default_checkpoint() -> Path | None:
+    """``checkpoints/interir-tiny`` if it is there, else None."""
+    path = repo_root() / "checkpoints" / DEFAULT_CHECKPOINT
+    return path if (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file() else None
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def save_pretrained(model: InterIR, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` (each atomically) into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = directory / f".{WEIGHTS_NAME}.tmp"
+    save_file(state, str(tmp), metadata={"format": FORMAT})
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, directory / WEIGHTS_NAME)
+    config = {"format": FORMAT, "model": model.config, **(extra or {})}
+    _atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+    return directory
+
+
+def _looks_pickled(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    return head[:2] == b"PK" or head[:1] == b"\x80" or head[:6] == b"\x93NUMPY"
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """The validated model config stored in ``directory/config.json``."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise InterIRError(f"{path}: missing (a weights folder holds {CONFIG_NAME} and {WEIGHTS_NAME})")
+    try:
+        raw = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InterIRError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+        raise InterIRError(f"{path}: no 'model' section; not an InterIR config")
+    model_cfg = dict(raw["model"])
+    preset = model_cfg.pop("preset", "tiny")
+    try:
+        return make_config(preset, **model_cfg)
+    except (ValueError, TypeError) as exc:
+        raise InterIRError(f"{path}: invalid model config ({exc})") from None
+
+
+def load_pretrained(directory: str | os.PathLike, device: str | torch.device = "cpu") -> InterIR:
+    """Build the model described by ``config.json`` and load ``model.safetensors`` strictly."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise InterIRError(f"{directory}: weights folder not found")
+    if not directory.is_dir():
+        raise InterIRError(f"{directory}: not a folder (expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME})")
+    config = read_config(directory)
+    wpath = directory / WEIGHTS_NAME
+    if not wpath.is_file():
+        others = sorted(p.name for p in directory.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".pkl"))
+        hint = f"; found {', '.join(others)}, but pickle-based checkpoints are refused" if others else ""
+        raise InterIRError(f"{wpath}: missing{hint}")
+    if _looks_pickled(wpath):
+        raise InterIRError(f"{wpath}: is a pickle/torch.save file, not safetensors; refusing to load it "
+                           "(pickles can run code)")
+    try:
+        state = load_file(str(wpath))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InterIRError(f"{wpath}: unreadable or truncated safetensors file ({exc})") from None
+    model = InterIR(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise InterIRError(f"{wpath}: weights do not match {CONFIG_NAME}: " + ", ".join(parts))
+    for key, ref in expected.items():
+        if state[key].shape != ref.shape:
+            raise InterIRError(f"{wpath}: tensor {key} has shape {tuple(state[key].shape)}, "
+                               f"config expects {tuple(ref.shape)}")
+        if not state[key].is_floating_point():
+            raise InterIRError(f"{wpath}: tensor {key} has dtype {state[key].dtype}, expected float")
+        if not torch.isfinite(state[key]).all():
+            raise InterIRError(f"{wpath}: tensor {key} holds NaN or inf values")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+    return model.to(device).eval()
