@@ -42,7 +42,7 @@ class Trace:
     input: torch.Tensor
     output: torch.Tensor
     iterations: list[IterationRecord]
-    masks: dict[str, torch.Tensor]       # conv name -> (1, C, h, w) uint8 in {0, 1}
+    masks: dict[str, torch.Tensor]       # conv name -> (1, C, h, w) bool (M in {0, 1})
     attention: dict[str, torch.Tensor]   # conv name -> (1, C, K, K)
     tau: dict[str, torch.Tensor]         # conv name -> (C,) learned thresholds
     embedding: torch.Tensor              # 1-D degradation embedding
@@ -117,7 +117,7 @@ class Recorder:
                 if isinstance(module, ThresholdMask):
                     conv = name.rsplit(".", 1)[0]
                     self.handles.append(module.register_forward_hook(
-                        lambda m, args, out, conv=conv: self.masks.__setitem__(conv, out.detach().to(torch.uint8))))
+                        lambda m, args, out, conv=conv: self.masks.__setitem__(conv, out.detach().gt(0.5))))
                 elif isinstance(module, KernelAttention):
                     conv = name.rsplit(".", 1)[0]
                     self.handles.append(module.register_forward_hook(

@@ -1,0 +1,322 @@
+"""The classical DCP + NLM baseline, interir.eval.evaluate / to_markdown and `interir eval`."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+import interir
+from interir import classical
+from interir.classical import classical_restore
+from interir.cli import main
+from interir.errors import InterIRError
+from interir.eval import combo_label, evaluate, to_json, to_markdown
+from interir.imageio import load_image, save_image
+from interir.metrics import psnr, ssim
+
+CELL = re.compile(r"^(\d+\.\d{2}|inf)/\d\.\d{3}$")
+
+
+# ---------------------------------------------------------------- classical baseline
+def _smooth_image(size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = gaussian_filter(rng.random((size, size, 3)), sigma=(size / 24, size / 24, 0))
+    img = (img - img.min()) / (img.max() - img.min())
+    return 0.05 + 0.75 * img  # keep away from 0/1 like a natural photo
+
+
+def _hazy(clean: np.ndarray, seed: int) -> np.ndarray:
+    """DCP imaging model I*t + A*(1-t) with a smooth depth map."""
+    h, w = clean.shape[:2]
+    rng = np.random.default_rng(seed)
+    depth = gaussian_filter(rng.random((h, w)), sigma=h / 8)
+    depth = (depth - depth.min()) / (depth.max() - depth.min()) + np.linspace(0.3, 1.0, h)[:, None]
+    t = np.exp(-1.0 * depth)[..., None]
+    airlight = np.array([0.93, 0.94, 0.96])
+    return clean * t + airlight * (1 - t)
+
+
+def test_classical_dehazes_synthetic_haze():
+    clean = _smooth_image(96, 0)
+    hazy = _hazy(clean, 1)
+    out = classical_restore(hazy)
+    assert out.shape == clean.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    before, after = psnr(hazy, clean), psnr(out, clean)
+    assert after > before + 3.0, (before, after)
+    assert ssim(out, clean) > ssim(hazy, clean)
+
+
+def test_classical_is_deterministic():
+    hazy = _hazy(_smooth_image(64, 2), 3)
+    noisy = np.clip(hazy + np.random.default_rng(4).normal(0, 0.05, hazy.shape), 0, 1)
+    a, b = classical_restore(noisy), classical_restore(noisy.copy())
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, noisy.astype(np.float32))  # it did something
+
+
+def test_classical_denoises_noise():
+    clean = _smooth_image(64, 5)
+    noisy = np.clip(clean + np.random.default_rng(6).normal(0, 20 / 255, clean.shape), 0, 1)
+    # NLM alone (the DCP step is a no-op test here): the denoiser must help a noisy image
+    assert psnr(classical.denoise_nlm(noisy), clean) > psnr(noisy, clean) + 2.0
+
+
+def test_noise_sigma_estimate():
+    rng = np.random.default_rng(7)
+    flat = np.full((128, 128, 3), 0.5)
+    for sigma in (0.02, 0.08):
+        est = classical.estimate_noise_sigma(flat + rng.normal(0, sigma, flat.shape))
+        assert est == pytest.approx(sigma, rel=0.1)
+    assert classical.estimate_noise_sigma(flat) == 0.0
+
+
+def test_guided_filter_preserves_edges_and_smooths_flat_noise():
+    rng = np.random.default_rng(8)
+    step = np.zeros((64, 64))
+    step[:, 32:] = 1.0
+    # self-guided with small eps: a strong edge survives
+    out = classical.guided_filter(step, step, radius=4, eps=1e-4)
+    assert np.abs(out - step).max() < 0.05
+    # weak noise (variance << eps) is smoothed towards the local mean
+    noise = 0.5 + rng.normal(0, 0.01, (64, 64))
+    out = classical.guided_filter(noise, noise, radius=4, eps=1e-2)
+    assert out.std() < 0.3 * noise.std()
+
+
+def test_classical_speed_256():
+    img = _hazy(_smooth_image(256, 9), 10)
+    img = np.clip(img + np.random.default_rng(11).normal(0, 0.04, img.shape), 0, 1)
+    classical_restore(img[:32, :32])  # warm up imports
+    t0 = time.perf_counter()
+    classical_restore(img)
+    assert time.perf_counter() - t0 < 2.0  # ~0.1 s measured on one shared core
+
+
+@pytest.mark.parametrize("bad", [np.zeros((8, 8)), np.zeros((8, 8, 4)), np.zeros((0, 8, 3)),
+                                 np.full((8, 8, 3), np.nan), [[1, 2, 3]]])
+def test_classical_bad_input(bad):
+    with pytest.raises(InterIRError):
+        classical_restore(bad)
+
+
+def test_classical_tiny_images():
+    for shape in [(1, 1, 3), (2, 5, 3), (7, 3, 3)]:
+        out = classical_restore(np.random.default_rng(0).random(shape))
+        assert out.shape == shape and np.isfinite(out).all()
+
+
+# ---------------------------------------------------------------- evaluate / to_markdown
+def test_combo_label():
+    assert combo_label("haze_rain_noise") == "H + R + N"
+    assert combo_label("rain_noise") == "R + N"
+    assert combo_label("noise") == "N"
+    assert combo_label("Rain100H") == "Rain100H"
+
+
+def _write_set(root: Path, combos: list[str], n: int = 2, size: int = 32, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for combo in combos:
+        for i in range(n):
+            clean = _smooth_image(size, int(rng.integers(1 << 30)))
+            deg = clean
+            if "haze" in combo:
+                deg = _hazy(deg, int(rng.integers(1 << 30)))
+            if "noise" in combo:
+                deg = np.clip(deg + rng.normal(0, 0.06, deg.shape), 0, 1)
+            if "rain" in combo:
+                deg = deg.copy()
+                deg[:, ::7] = np.clip(deg[:, ::7] + 0.4, 0, 1)
+            for sub, img in (("input", deg), ("target", clean)):
+                (root / combo / sub).mkdir(parents=True, exist_ok=True)
+                save_image(img, root / combo / sub / f"img{i}.png")
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = interir.build_model("tiny", n_blocks=1, channels=8)
+    path = tmp_path_factory.mktemp("weights") / "tiny"
+    interir.save_pretrained(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("evalset")
+    _write_set(root, ["noise", "haze_rain"])  # created out of COMBOS order on purpose
+    return root
+
+
+@pytest.fixture(scope="module")
+def result(tiny_weights, data_dir) -> dict:
+    model = interir.load_pretrained(tiny_weights)
+    return evaluate(model, data_dir, weights=str(tiny_weights))
+
+
+def test_evaluate_schema_and_order(result, data_dir, tiny_weights):
+    assert list(result["combos"]) == ["haze_rain", "noise"]  # COMBOS order
+    for block in (result, result["input"], result["classical"]):
+        assert set(block) >= {"combos", "average"}
+        for entry in block["combos"].values():
+            assert set(entry) == {"psnr", "ssim", "n"}
+            assert entry["n"] == 2
+            assert isinstance(entry["psnr"], float) and isinstance(entry["ssim"], float)
+            assert math.isfinite(entry["psnr"]) and -1.0 <= entry["ssim"] <= 1.0
+        # average = unweighted mean over combos
+        for key in ("psnr", "ssim"):
+            vals = [e[key] for e in block["combos"].values()]
+            assert block["average"][key] == pytest.approx(np.mean(vals), abs=1e-12)
+    meta = result["meta"]
+    assert meta["weights"] == str(tiny_weights) and meta["data"] == str(data_dir)
+    assert meta["y_channel"] is False and meta["crop_border"] == 0 and meta["n_images"] == 4
+
+
+def test_evaluate_numbers_match_direct_computation(result, data_dir, tiny_weights):
+    model = interir.load_pretrained(tiny_weights)
+    for combo in ("haze_rain", "noise"):
+        p_in, s_in, p_model, p_cls = [], [], [], []
+        for i in range(2):
+            inp = load_image(data_dir / combo / "input" / f"img{i}.png")
+            tgt = load_image(data_dir / combo / "target" / f"img{i}.png")
+            p_in.append(psnr(inp, tgt))
+            s_in.append(ssim(inp, tgt))
+            with torch.inference_mode():
+                y = model(torch.from_numpy(inp).permute(2, 0, 1)[None]).clamp(0, 1)
+            p_model.append(psnr(y, tgt))
+            p_cls.append(psnr(classical_restore(inp), tgt))
+        assert result["input"]["combos"][combo]["psnr"] == pytest.approx(np.mean(p_in), abs=1e-9)
+        assert result["input"]["combos"][combo]["ssim"] == pytest.approx(np.mean(s_in), abs=1e-9)
+        assert result["combos"][combo]["psnr"] == pytest.approx(np.mean(p_model), abs=1e-6)
+        assert result["classical"]["combos"][combo]["psnr"] == pytest.approx(np.mean(p_cls),
+                                                                             abs=1e-9)
+    # the baseline really restores the hazy combo
+    assert result["classical"]["combos"]["haze_rain"]["psnr"] > \
+        result["input"]["combos"]["haze_rain"]["psnr"]
+
+
+def test_evaluate_is_deterministic(result, tiny_weights, data_dir):
+    again = evaluate(interir.load_pretrained(tiny_weights), data_dir, weights=str(tiny_weights))
+    assert again == result
+
+
+def test_evaluate_options(tiny_weights, data_dir):
+    model = interir.load_pretrained(tiny_weights)
+    model.train()
+    res = evaluate(model, data_dir, y_channel=True, crop_border=2, max_images=1,
+                   include_classical=False)
+    assert model.training  # mode restored
+    assert "classical" not in res
+    assert all(e["n"] == 1 for e in res["combos"].values())
+    assert res["meta"]["n_images"] == 2 and res["meta"]["y_channel"] is True
+    inp = load_image(data_dir / "noise" / "input" / "img0.png")
+    tgt = load_image(data_dir / "noise" / "target" / "img0.png")
+    assert res["input"]["combos"]["noise"]["psnr"] == pytest.approx(
+        psnr(inp, tgt, crop_border=2, y_channel=True), abs=1e-9)
+    md = to_markdown(res)
+    assert "Classical" not in md and "Y channel" in md
+
+
+def test_to_markdown_table(result):
+    md = to_markdown(result)
+    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == ["Method", "H + R", "N", "Average"]
+    rows = {ln.strip("|").split("|")[0].strip(): [c.strip() for c in ln.strip("|").split("|")[1:]]
+            for ln in lines[2:]}
+    assert set(rows) == {"InterIR (tiny)", "Degraded input", "Classical (DCP + NLM)"}
+    for cells in rows.values():
+        assert len(cells) == 3 and all(CELL.match(c) for c in cells), cells
+    avg = result["input"]["average"]
+    assert rows["Degraded input"][2] == f"{avg['psnr']:.2f}/{avg['ssim']:.3f}"
+
+
+def test_plain_paired_folder_and_inf_psnr(tmp_path, tiny_weights):
+    root = tmp_path / "MySet"
+    img = _smooth_image(24, 3)
+    for sub in ("input", "target"):
+        (root / sub).mkdir(parents=True)
+        save_image(img, root / sub / "a.png")  # input identical to target
+    res = evaluate(interir.load_pretrained(tiny_weights), root, include_classical=False)
+    assert list(res["combos"]) == ["MySet"]
+    assert res["input"]["combos"]["MySet"]["psnr"] == math.inf
+    assert res["input"]["combos"]["MySet"]["ssim"] == pytest.approx(1.0)
+    parsed = json.loads(to_json(res))  # strict JSON: inf written as null
+    assert parsed["input"]["combos"]["MySet"]["psnr"] is None
+    assert "| MySet | Average |" in to_markdown(res)
+    assert "inf/1.000" in to_markdown(res)
+
+
+def test_evaluate_errors(tmp_path, tiny_weights):
+    model = interir.load_pretrained(tiny_weights)
+    with pytest.raises(InterIRError, match="does not exist"):
+        evaluate(model, tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InterIRError, match="no (evaluation data|image pairs)"):
+        evaluate(model, tmp_path / "empty")
+    with pytest.raises(InterIRError, match="max_images"):
+        evaluate(model, tmp_path / "empty", max_images=0)
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_eval_writes_outputs(tiny_weights, data_dir, tmp_path, capsys, result):
+    j, m = tmp_path / "r.json", tmp_path / "r.md"
+    rc = main(["eval", "--weights", str(tiny_weights), "--data", str(data_dir),
+               "--json", str(j), "--markdown", str(m)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert m.read_text() == out
+    assert "| Method | H + R | N | Average |" in out
+    parsed = json.loads(j.read_text())
+    assert parsed["combos"]["noise"]["psnr"] == pytest.approx(result["combos"]["noise"]["psnr"])
+    assert parsed["input"]["average"]["ssim"] == pytest.approx(result["input"]["average"]["ssim"])
+    assert parsed["classical"]["combos"]["haze_rain"]["n"] == 2
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _err(capsys, argv: list[str]) -> str:
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse usage errors
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_cli_eval_errors(tiny_weights, data_dir, tmp_path, capsys):
+    w, d = str(tiny_weights), str(data_dir)
+    assert "weights folder does not exist" in _err(
+        capsys, ["eval", "--weights", str(tmp_path / "none"), "--data", d])
+    assert "data folder does not exist" in _err(
+        capsys, ["eval", "--weights", w, "--data", str(tmp_path / "none")])
+    (tmp_path / "empty").mkdir()
+    assert "empty" in _err(
+        capsys, ["eval", "--weights", w, "--data", str(tmp_path / "empty")])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny_weights / "config.json").read_text())
+    assert "model.safetensors" in _err(capsys, ["eval", "--weights", str(broken), "--data", d])
+    assert "does not exist" in _err(
+        capsys, ["eval", "--weights", w, "--data", d, "--json", str(tmp_path / "x" / "r.json")])
+    _err(capsys, ["eval", "--weights", w, "--data", d, "--crop-border", "-1"])
+    _err(capsys, ["eval", "--weights", w, "--data", d, "--max-images", "0"])
+
+
+def test_cli_eval_default_weights(tiny_weights, data_dir, capsys, monkeypatch):
+    import interir.weights as weights_mod
+
+    monkeypatch.setattr(weights_mod, "default_checkpoint", lambda: None)
+    assert "shipped checkpoint" in _err(capsys, ["eval", "--data", str(data_dir)])
+    monkeypatch.setattr(weights_mod, "default_checkpoint", lambda: tiny_weights)
+    assert main(["eval", "--data", str(data_dir), "--no-classical", "--max-images", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| InterIR (tiny) |" in out and "Classical" not in out

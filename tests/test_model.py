@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+import interir
+from interir.model import EPBlock
+from interir.model.unfolding import frob_normalize
+
+
+def small(**kw):
+    return interir.build_model("tiny", n_blocks=2, channels=8, **kw).eval()
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 16, 16), (2, 3, 21, 34), (1, 3, 1, 1), (1, 3, 3, 70), (1, 3, 64, 5)])
+def test_any_size_same_shape(shape):
+    m = small()
+    x = torch.rand(*shape)
+    with torch.no_grad():
+        y = m(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+def test_batch_independent():
+    m = small()
+    x = torch.rand(3, 3, 24, 20)
+    with torch.no_grad():
+        y = m(x)
+        y1 = m(x[1:2])
+    assert torch.allclose(y[1:2], y1, atol=1e-5)
+
+
+@pytest.mark.parametrize("conv_type", ["explain", "standard"])
+@pytest.mark.parametrize("f_form", ["additive", "subtractive"])
+def test_variants_build_run_and_train(conv_type, f_form):
+    m = small(conv_type=conv_type, f_form=f_form).train()
+    x = torch.rand(2, 3, 16, 16)
+    loss = (m(x) - x).abs().mean()
+    loss.backward()
+    grads = [p.grad for p in m.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    has_tau = any("tau" in n for n, _ in m.named_parameters())
+    assert has_tau == (conv_type == "explain")
+    has_kappa = any(".kappa." in n for n, _ in m.named_parameters())
+    assert has_kappa == (f_form == "additive")
+
+
+def test_epblock_starts_as_identity():
+    blk = EPBlock(8)
+    x = torch.randn(2, 8, 6, 6)
+    assert torch.equal(blk(x), x)
+
+
+def test_presets_and_overrides():
+    cfg = interir.make_config("paper")
+    assert cfg["n_blocks"] == 16 and cfg["channels"] == 48 and cfg["kernel_size"] == 3
+    assert cfg["eta"] == pytest.approx(0.01)
+    m = interir.build_model("tiny", n_blocks=3)
+    assert len(m.blocks) == 3 and len(m.resms()) == 4
+    with pytest.raises(ValueError, match="unknown preset"):
+        interir.build_model("huge")
+    with pytest.raises(ValueError, match="unknown model option"):
+        interir.build_model("tiny", widht=3)
+    with pytest.raises(ValueError, match="conv_type"):
+        interir.build_model("tiny", conv_type="dense")
+
+
+def test_frobenius_normalisation_and_matrix_shapes():
+    m = small()
+    tr = interir.trace(m, torch.rand(1, 3, 20, 36))
+    it = tr.iterations[0]
+    assert it.A.shape == (1, 8, 5, 5) and it.B.shape == (1, 8, 9, 9)
+    assert it.I.shape == (1, 8, 5, 9) and it.Lambda.shape == (1, 8, 5, 9)
+    norms = it.A.flatten(2).norm(dim=-1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4)
+    assert torch.allclose(frob_normalize(torch.ones(1, 1, 2, 2)).sum(), torch.tensor(2.0))
+
+
+def test_bad_input_shape():
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        small()(torch.rand(1, 4, 8, 8))
