@@ -22,17 +22,42 @@ from .model.interir import InterIR
 from .model.unfolding import RESM, Shrinkage
 
 
-@dataclass
 class IterationRecord:
-    """One unfolding iteration: the decoded image and the solver's variables."""
+    """One unfolding iteration: the solver's variables and, computed on first access and then
+    cached, the early-exit decoded image and the data fidelity (so a trace costs little more
+    than a forward pass when not every iteration is looked at)."""
 
-    image: torch.Tensor      # (1, 3, H, W) early-exit decode of I through the output head
-    I: torch.Tensor          # (1, C, h, w)
-    A: torch.Tensor          # (1, C, h, h)
-    B: torch.Tensor          # (1, C, w, w)
-    Lambda: torch.Tensor     # (1, C, h, w)
-    fidelity: float          # ||A I B - z||^2 / numel
-    step_norm: float         # ||I_k - I_{k-1}|| / ||I_{k-1}||
+    def __init__(self, I: torch.Tensor, A: torch.Tensor, B: torch.Tensor, Lambda: torch.Tensor,
+                 step_norm: float, decode: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor,
+                 image: torch.Tensor | None = None) -> None:
+        self.I = I                  # (1, C, h, w)
+        self.A = A                  # (1, C, h, h)
+        self.B = B                  # (1, C, w, w)
+        self.Lambda = Lambda        # (1, C, h, w)
+        self.step_norm = step_norm  # ||I_k - I_{k-1}|| / ||I_{k-1}||
+        self._decode, self._z = decode, z
+        self._image = image
+        self._fidelity: float | None = None
+
+    @property
+    def image(self) -> torch.Tensor:
+        """(1, 3, H, W) early-exit decode of I through the output head (Î = IR + D)."""
+        if self._image is None:
+            with torch.inference_mode():
+                self._image = self._decode(self.I)
+        return self._image
+
+    @property
+    def fidelity(self) -> float:
+        """||A·I·B − z||² / numel."""
+        if self._fidelity is None:
+            with torch.inference_mode():
+                self._fidelity = float((self.A @ self.I @ self.B - self._z).pow(2).mean())
+        return self._fidelity
+
+    def __repr__(self) -> str:
+        return (f"IterationRecord(I={tuple(self.I.shape)}, A={tuple(self.A.shape)}, "
+                f"B={tuple(self.B.shape)}, step_norm={self.step_norm:.4g})")
 
 
 @dataclass
@@ -155,15 +180,13 @@ def trace(model: InterIR, x: torch.Tensor) -> Trace:
     with Recorder(model) as rec:
         output = model(x)
     x_pad = model.pad(x)
+    decode = lambda I: model.decode(I, x_pad)[..., :h, :w]  # noqa: E731
     iterations = []
-    for (I_old, A, B, Lambda, z), I_new in rec.steps:
-        residual = A @ I_new @ B - z
+    for k, ((I_old, A, B, Lambda, z), I_new) in enumerate(rec.steps):
         iterations.append(IterationRecord(
-            image=model.decode(I_new, x_pad)[..., :h, :w],
-            I=I_new, A=A, B=B, Lambda=Lambda,
-            fidelity=float(residual.pow(2).mean()),
+            I=I_new, A=A, B=B, Lambda=Lambda, decode=decode, z=z,
             step_norm=float((I_new - I_old).norm() / I_old.norm().clamp_min(1e-12)),
-        ))
+            image=output if k == len(rec.steps) - 1 else None))  # the last decode is the output
     tau = {name.rsplit(".", 1)[0]: m.tau.detach().clone() for name, m in model.named_modules()
            if isinstance(m, ThresholdMask)}
     config = dict(model.config)

@@ -24,6 +24,9 @@ def test_trace_output_equals_forward(model):
     assert len(tr.iterations) == model.config["n_blocks"] + 1
     assert torch.equal(tr.iterations[-1].image, y)
     assert tr.iterations[0].image.shape == x.shape
+    with torch.no_grad():       # the last entry's I, decoded by the head, is the output
+        assert torch.equal(model.decode(tr.iterations[-1].I, model.pad(x))[..., :30, :22], y)
+        assert torch.equal(tr.iterations[1].image, model.decode(tr.iterations[1].I, model.pad(x))[..., :30, :22])
 
 
 def test_trace_contents(model):
