@@ -1,0 +1,26 @@
+"""``interir train --config FILE [--resume]``."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a model from a YAML config (see configs/); --resume continues from checkpoint.dir"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``train`` options."""
+    parser.add_argument("--config", required=True, metavar="FILE",
+                        help="YAML training config (relative paths inside are taken from the "
+                             "current working directory)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in the config's checkpoint.dir from its last "
+                             "training state")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load and validate the config, then train (or resume)."""
+    from ..config import load_config
+    from ..train import train
+
+    cfg = load_config(args.config)
+    train(cfg, resume=args.resume)
+    return 0

@@ -1,0 +1,253 @@
+"""Training configuration: load a BasicSR-like YAML file, validate it, fill in defaults.
+
+Relative paths in a config (``datasets.*.root``, ``datasets.train.exclude_list``,
+``checkpoint.dir``) are resolved against the **current working directory**, not the config
+file's folder: run ``interir train`` from the repository root with the shipped configs.
+
+Every problem (unknown key, missing key, wrong type, bad value) raises
+:class:`~interir.errors.InterIRError` with a message naming the dotted key, e.g.
+``train.optimizer.lr: expected a number, got 'fast'``.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InterIRError
+
+__all__ = ["load_config", "validate_config", "SCHEMA", "COMBO_NAMES"]
+
+#: The seven degradation combinations (same order as ``interir.data.degrade.COMBOS``).
+COMBO_NAMES = ("haze_rain_noise", "haze_rain", "haze_noise", "rain_noise", "haze", "rain", "noise")
+
+_REQUIRED = object()
+
+
+class _Field:
+    """One leaf of the schema: a type check, a default (or required) and an optional check."""
+
+    def __init__(self, kind: str, default: Any = _REQUIRED, *, choices: tuple | None = None,
+                 min_value: float | None = None, positive: bool = False, nullable: bool = False):
+        self.kind, self.default, self.choices = kind, default, choices
+        self.min_value, self.positive, self.nullable = min_value, positive, nullable
+
+    def check(self, key: str, value: Any) -> Any:
+        if value is None:
+            if self.nullable:
+                return None
+            raise InterIRError(f"{key}: must not be empty (expected {self._describe()})")
+        kind = self.kind
+        if kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+                    value = int(value)  # YAML "4e5" is a float; accept whole numbers
+                else:
+                    raise InterIRError(f"{key}: expected an integer, got {value!r}")
+        elif kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                # PyYAML reads "2e-4" (no dot) as a string; accept numeric strings
+                parsed = None
+                if isinstance(value, str):
+                    try:
+                        parsed = float(value)
+                    except ValueError:
+                        parsed = None
+                if parsed is None:
+                    raise InterIRError(f"{key}: expected a number, got {value!r}")
+                value = parsed
+            value = float(value)
+            if not math.isfinite(value):
+                raise InterIRError(f"{key}: expected a finite number, got {value!r}")
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise InterIRError(f"{key}: expected true or false, got {value!r}")
+        elif kind == "str":
+            if not isinstance(value, str) or not value.strip():
+                raise InterIRError(f"{key}: expected a non-empty string, got {value!r}")
+        elif kind == "betas":
+            if (not isinstance(value, (list, tuple)) or len(value) != 2
+                    or any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in value)
+                    or not all(0.0 <= float(b) < 1.0 for b in value)):
+                raise InterIRError(f"{key}: expected two numbers in [0, 1), got {value!r}")
+            value = [float(b) for b in value]
+        elif kind == "combos":
+            if value == "all":
+                value = list(COMBO_NAMES)
+            if not isinstance(value, (list, tuple)) or not value:
+                raise InterIRError(f"{key}: expected 'all' or a non-empty list of "
+                                   f"{', '.join(COMBO_NAMES)}; got {value!r}")
+            for c in value:
+                if c not in COMBO_NAMES:
+                    raise InterIRError(f"{key}: unknown combo {c!r} (choose from "
+                                       f"{', '.join(COMBO_NAMES)})")
+            value = list(dict.fromkeys(value))
+        else:  # pragma: no cover - schema bug
+            raise AssertionError(kind)
+        if self.choices is not None and value not in self.choices:
+            raise InterIRError(f"{key}: expected one of {', '.join(map(str, self.choices))}, "
+                               f"got {value!r}")
+        if self.positive and value <= 0:
+            raise InterIRError(f"{key}: must be > 0, got {value!r}")
+        if self.min_value is not None and value < self.min_value:
+            raise InterIRError(f"{key}: must be >= {self.min_value}, got {value!r}")
+        return value
+
+    def _describe(self) -> str:
+        return {"int": "an integer", "float": "a number", "bool": "true/false",
+                "str": "a string", "betas": "two numbers", "combos": "a list of combos"}[self.kind]
+
+
+F = _Field
+#: The full schema. Nested dicts are sections; ``None`` marks a free-form section
+#: (``network``: any ``build_model`` keyword overrides besides ``preset``).
+SCHEMA: dict[str, Any] = {
+    "name": F("str"),
+    "seed": F("int", 0, min_value=0),
+    "device": F("str", "auto", choices=("auto", "cpu", "cuda")),
+    "datasets": {
+        "train": {
+            "type": F("str", "synthetic", choices=("synthetic",)),
+            "root": F("str"),
+            "patch_size": F("int", positive=True),
+            "batch_size": F("int", positive=True),
+            "combos": F("combos", "all"),
+            "exclude_list": F("str", None, nullable=True),
+            "augment": F("bool", True),
+        },
+        "val": {
+            "root": F("str", None, nullable=True),
+            "max_images": F("int", None, nullable=True, positive=True),
+        },
+    },
+    "network": None,
+    "train": {
+        "optimizer": {
+            "type": F("str", "Adam", choices=("Adam", "AdamW")),
+            "lr": F("float", positive=True),
+            "betas": F("betas", [0.9, 0.999]),
+            "weight_decay": F("float", 0.0, min_value=0.0),
+        },
+        "scheduler": {
+            "type": F("str", "CosineAnnealingLR", choices=("CosineAnnealingLR", "constant")),
+            "eta_min": F("float", 0.0, min_value=0.0),
+        },
+        "total_iter": F("int", positive=True),
+        "loss": {
+            "l1": F("float", 1.0, min_value=0.0),
+            "fft": F("float", 0.1, min_value=0.0),
+        },
+        "grad_clip": F("float", None, nullable=True, positive=True),
+        "amp": F("str", "none", choices=("none", "bf16")),
+        "compile": F("bool", False),
+    },
+    "val": {
+        "every": F("int", 1000, positive=True),
+        "crop_border": F("int", 0, min_value=0),
+        "y_channel": F("bool", False),
+    },
+    "logger": {
+        "print_every": F("int", 100, positive=True),
+        "tensorboard": F("bool", True),
+        "csv": F("bool", True),
+    },
+    "checkpoint": {
+        "every": F("int", 1000, positive=True),
+        "dir": F("str"),
+    },
+}
+del F
+
+_NETWORK_VALUE_TYPES = (int, float, str, bool, type(None))
+
+
+def _validate_section(schema: dict, data: Any, prefix: str) -> dict:
+    where = prefix or "the config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InterIRError(f"{where}: expected a mapping of keys, got {type(data).__name__}")
+    for key in data:
+        if not isinstance(key, str) or key not in schema:
+            known = ", ".join(schema)
+            full = f"{prefix}.{key}" if prefix else str(key)
+            raise InterIRError(f"{full}: unknown key (known keys{' in ' + prefix if prefix else ''}"
+                               f": {known})")
+    out: dict[str, Any] = {}
+    for key, spec in schema.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if spec is None:  # free-form network section
+            out[key] = _validate_network(data.get(key), full)
+        elif isinstance(spec, dict):
+            if key not in data and any(_has_required(spec)):
+                raise InterIRError(f"{full}: missing section")
+            out[key] = _validate_section(spec, data.get(key), full)
+        elif key in data:
+            out[key] = spec.check(full, data[key])
+        elif spec.default is _REQUIRED:
+            raise InterIRError(f"{full}: missing key")
+        else:
+            default = copy.deepcopy(spec.default)
+            out[key] = spec.check(full, default) if default is not None else None
+    return out
+
+
+def _has_required(spec: dict):
+    for v in spec.values():
+        if isinstance(v, dict):
+            yield from _has_required(v)
+        elif v is not None:
+            yield v.default is _REQUIRED
+
+
+def _validate_network(data: Any, key: str) -> dict:
+    if data is None:
+        raise InterIRError(f"{key}: missing section (needs at least 'preset')")
+    if not isinstance(data, dict):
+        raise InterIRError(f"{key}: expected a mapping, got {type(data).__name__}")
+    if "preset" not in data:
+        raise InterIRError(f"{key}.preset: missing key")
+    preset = data["preset"]
+    if not isinstance(preset, str) or preset not in ("tiny", "paper"):
+        raise InterIRError(f"{key}.preset: expected 'tiny' or 'paper', got {preset!r}")
+    for k, v in data.items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise InterIRError(f"{key}.{k}: not a valid option name")
+        if not isinstance(v, _NETWORK_VALUE_TYPES):
+            raise InterIRError(f"{key}.{k}: expected a number, string or boolean, got {v!r}")
+    return dict(data)
+
+
+def validate_config(raw: Any) -> dict:
+    """Validate a parsed config mapping and return a new dict with every default filled in."""
+    cfg = _validate_section(SCHEMA, raw, "")
+    tr = cfg["datasets"]["train"]
+    if tr["patch_size"] < 8:
+        raise InterIRError(f"datasets.train.patch_size: must be >= 8, got {tr['patch_size']}")
+    return cfg
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read and validate a YAML training config (see module docstring for path rules)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InterIRError(f"config file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InterIRError(f"cannot read config file {p}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        msg = " ".join(str(exc).split())
+        raise InterIRError(f"{p}: invalid YAML: {msg}") from None
+    if raw is None:
+        raise InterIRError(f"{p}: the config file is empty")
+    try:
+        return validate_config(raw)
+    except InterIRError as exc:
+        raise InterIRError(f"{p}: {exc}") from None

@@ -1,0 +1,368 @@
+"""Training loop: exact resume after SIGKILL, NaN stop, atomic state, DDP replicas, loss."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+import interir
+from interir.cli import main as cli_main
+from interir.config import validate_config
+from interir.errors import InterIRError
+from interir.imageio import save_image
+from interir.losses import RestorationLoss, fft_l1
+from interir import train as T
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """Tiny clean images + a two-combo validation set in make-testset layout."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:56] / 48.0
+    (root / "clean").mkdir()
+    for i in range(4):
+        base = np.stack([np.sin(xx * (i + 2)), np.cos(yy * (i + 1)), xx * yy], -1) * 0.4 + 0.5
+        img = np.clip(base + 0.05 * rng.standard_normal(base.shape), 0, 1).astype(np.float32)
+        save_image(img, root / "clean" / f"img{i}.png")
+    save_image(np.full((40, 40, 3), 0.5, np.float32), root / "clean" / "heldout.png")
+    (root / "exclude.txt").write_text("# held out\nheldout.png\n")
+    for combo in ("haze", "noise"):
+        for sub in ("input", "target"):
+            (root / "val" / combo / sub).mkdir(parents=True)
+        for i in range(2):
+            tgt = rng.random((24, 28, 3)).astype(np.float32)
+            save_image(tgt, root / "val" / combo / "target" / f"v{i}.png")
+            save_image(np.clip(tgt * 0.7 + 0.2, 0, 1), root / "val" / combo / "input" / f"v{i}.png")
+    return root
+
+
+def _raw_cfg(data: Path, run: Path, **train_overrides) -> dict:
+    train = {"optimizer": {"type": "Adam", "lr": 1e-3, "betas": [0.9, 0.999]},
+             "scheduler": {"type": "CosineAnnealingLR", "eta_min": 1e-7},
+             "total_iter": 8, "loss": {"l1": 1.0, "fft": 0.1}}
+    train.update(train_overrides)
+    return {
+        "name": "test", "seed": 3, "device": "cpu",
+        "datasets": {"train": {"type": "synthetic", "root": str(data / "clean"), "patch_size": 32,
+                               "batch_size": 2, "combos": "all",
+                               "exclude_list": str(data / "exclude.txt")},
+                     "val": {"root": str(data / "val"), "max_images": 1}},
+        "network": {"preset": "tiny", "n_blocks": 1, "channels": 8},
+        "train": train,
+        "val": {"every": 4},
+        "logger": {"print_every": 1, "tensorboard": False, "csv": True},
+        "checkpoint": {"every": 4, "dir": str(run)},
+    }
+
+
+def _write_cfg(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+# A runner process: one thread (deterministic CPU maths), optionally blocking forever at the
+# forward pass of iteration BLOCK_AT so the test can SIGKILL it at a known point.
+RUNNER = textwrap.dedent("""
+    import os, sys, time, torch
+    torch.set_num_threads(1)
+    block_at = int(os.environ.get("BLOCK_AT", "0"))
+    if block_at:
+        import interir.losses as L
+        orig, calls = L.RestorationLoss.forward, [0]
+        def forward(self, pred, target):
+            calls[0] += 1
+            if calls[0] == block_at:
+                time.sleep(3600)
+            return orig(self, pred, target)
+        L.RestorationLoss.forward = forward
+    from interir.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def _run(tmp_path: Path, args: list[str], block_at: int = 0, wait: bool = True):
+    runner = tmp_path / "runner.py"
+    runner.write_text(RUNNER)
+    env = {**os.environ, "BLOCK_AT": str(block_at), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, str(runner), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not wait:
+        return proc
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    return out, err
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _losses(rows: list[dict]) -> list[tuple]:
+    keys = ("kind", "iter", "loss", "l1", "fft", "lr", "combo", "psnr", "ssim")
+    return [tuple(r[k] for k in keys) for r in rows]
+
+
+# --------------------------------------------------------------------------- resume
+def test_resume_after_sigkill_reproduces_uninterrupted_run(tmp_path, data_dir):
+    ref_cfg = _write_cfg(tmp_path / "ref.yaml", _raw_cfg(data_dir, tmp_path / "ref"))
+    _run(tmp_path, ["train", "--config", str(ref_cfg)])
+    ref_rows = _csv_rows(tmp_path / "ref" / "log.csv")
+    assert [int(r["iter"]) for r in ref_rows if r["kind"] == "train"] == list(range(1, 9))
+    assert sum(r["kind"] == "val" for r in ref_rows) == 6  # 2 combos + average, at 4 and 8
+
+    run = tmp_path / "kill"
+    cfg = _write_cfg(tmp_path / "kill.yaml", _raw_cfg(data_dir, run))
+    proc = _run(tmp_path, ["train", "--config", str(cfg)], block_at=6, wait=False)
+    try:
+        deadline = time.time() + 90
+        while True:  # wait until iteration 5 (after the checkpoint at 4) is logged
+            log = run / "log.csv"
+            if log.is_file() and any(r["iter"] == "5" for r in _csv_rows(log)):
+                break
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            assert time.time() < deadline, "run did not reach iteration 5"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert json.loads((run / "state.json").read_text())["iteration"] == 4
+    assert max(int(r["iter"]) for r in _csv_rows(run / "log.csv")) == 5  # 5 is logged, not saved
+
+    _, err = _run(tmp_path, ["train", "--config", str(cfg), "--resume"])
+    assert "resuming test from iteration 4" in err
+    rows = _csv_rows(run / "log.csv")
+    assert _losses(rows) == _losses(ref_rows)  # exact equality, every iteration
+    for sub in ("last", "best"):
+        a = load_file(str(tmp_path / "ref" / sub / "model.safetensors"))
+        b = load_file(str(run / sub / "model.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the trained weights load through the public API
+    model = interir.load_pretrained(run / "last")
+    assert model(torch.rand(1, 3, 20, 24)).shape == (1, 3, 20, 24)
+
+
+def test_resume_and_restart_guards(tmp_path, data_dir, capsys):
+    cfg = _write_cfg(tmp_path / "c.yaml", _raw_cfg(data_dir, tmp_path / "run", total_iter=2))
+    assert cli_main(["train", "--config", str(cfg), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nothing to resume" in err and "state.json" in err and "\n" not in err
+    torch.set_num_threads(1)
+    assert cli_main(["train", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    assert cli_main(["train", "--config", str(cfg)]) == 2  # would overwrite the run
+    assert "already holds a training run" in capsys.readouterr().err
+    raw = _raw_cfg(data_dir, tmp_path / "run", total_iter=2)
+    raw["network"]["channels"] = 12
+    _write_cfg(cfg, raw)
+    assert cli_main(["train", "--config", str(cfg), "--resume"]) == 2
+    assert "network in the config" in capsys.readouterr().err
+    # resuming a finished run is a no-op that keeps the weights
+    _write_cfg(cfg, _raw_cfg(data_dir, tmp_path / "run", total_iter=2))
+    before = (tmp_path / "run" / "last" / "model.safetensors").read_bytes()
+    assert cli_main(["train", "--config", str(cfg), "--resume"]) == 0
+    assert (tmp_path / "run" / "last" / "model.safetensors").read_bytes() == before
+
+
+def test_cli_config_errors_are_one_line(tmp_path, data_dir, capsys):
+    assert cli_main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    raw = _raw_cfg(data_dir, tmp_path / "run")
+    raw["train"]["lr"] = 1e-3  # misplaced key
+    assert cli_main(["train", "--config", str(_write_cfg(tmp_path / "c.yaml", raw))]) == 2
+    err = capsys.readouterr().err
+    assert "train.lr: unknown key" in err and err.count("\n") == 1
+    raw = _raw_cfg(data_dir, tmp_path / "run")
+    raw["datasets"]["train"]["root"] = str(tmp_path / "nope")
+    assert cli_main(["train", "--config", str(_write_cfg(tmp_path / "c.yaml", raw))]) == 2
+    assert "datasets.train.root: folder not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- failures
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path, data_dir, monkeypatch,
+                                                              capsys):
+    torch.set_num_threads(1)
+    calls = [0]
+
+    class NaNAfter5(RestorationLoss):
+        def forward(self, pred, target):
+            calls[0] += 1
+            total, l1, fft = super().forward(pred, target)
+            return (total * float("nan") if calls[0] >= 6 else total), l1, fft
+
+    monkeypatch.setattr(T, "RestorationLoss", NaNAfter5)
+    run = tmp_path / "run"
+    cfg = _write_cfg(tmp_path / "c.yaml", _raw_cfg(data_dir, run))
+    assert cli_main(["train", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "NaN/inf at iteration 6" in err and "iteration 4" in err and "kept" in err
+    assert json.loads((run / "state.json").read_text())["iteration"] == 4
+    assert json.loads((run / "last" / "config.json").read_text())["train"]["iter"] == 4
+    interir.load_pretrained(run / "last")  # refuses non-finite weights, so this checks them
+    assert max(int(r["iter"]) for r in _csv_rows(run / "log.csv")) == 5
+    # the kept state resumes (with the NaN gone) to the end
+    monkeypatch.setattr(T, "RestorationLoss", RestorationLoss)
+    assert cli_main(["train", "--config", str(cfg), "--resume"]) == 0
+    assert json.loads((run / "state.json").read_text())["iteration"] == 8
+
+
+def test_crash_during_state_save_keeps_previous_state(tmp_path, data_dir, monkeypatch):
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    cfg = validate_config(_raw_cfg(data_dir, run, total_iter=4))
+    model = T.train(cfg)
+    meta, tensors = T.load_training_state(run)
+    assert meta["iteration"] == 4
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt  # dies after the new tensors file, before state.json moves
+
+    opt = T.build_optimizer(model.parameters(), cfg)
+    sched = T.build_scheduler(opt, cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    monkeypatch.setattr(T, "_atomic_write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        T.save_training_state(run, model, opt, sched, 99)
+    meta2, tensors2 = T.load_training_state(run)
+    assert meta2["iteration"] == 4 and meta2["tensors_file"] == "state-00000004.safetensors"
+    assert all(torch.equal(tensors[k], tensors2[k]) for k in tensors)
+
+
+def test_training_state_round_trip_is_exact(tmp_path):
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 3, 1))
+    cfg = {"train": {"optimizer": {"type": "Adam", "lr": 1e-2, "betas": [0.9, 0.99],
+                                   "weight_decay": 0.0},
+                     "scheduler": {"type": "CosineAnnealingLR", "eta_min": 0.0}, "total_iter": 10}}
+    opt, sched = T.build_optimizer(m.parameters(), cfg), None
+    sched = T.build_scheduler(opt, cfg)
+
+    def step(model, o, s, i):
+        x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(i))
+        o.zero_grad()
+        model(x).square().mean().backward()
+        o.step()
+        s.step()
+
+    for i in range(3):
+        step(m, opt, sched, i)
+    T.save_training_state(tmp_path, m, opt, sched, 3)
+    meta, tensors = T.load_training_state(tmp_path)
+    m2 = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 3, 1))
+    m2.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt2 = T.build_optimizer(m2.parameters(), cfg)
+    sched2 = T.build_scheduler(opt2, cfg)
+    opt2.load_state_dict(T._unflatten_optimizer(tensors, meta["optimizer"]))
+    sched2.load_state_dict(meta["scheduler"])
+    for i in range(3, 6):
+        step(m, opt, sched, i)
+        step(m2, opt2, sched2, i)
+    assert all(torch.equal(a, b) for a, b in zip(m.parameters(), m2.parameters()))
+    assert opt.param_groups[0]["lr"] == opt2.param_groups[0]["lr"]
+
+
+# --------------------------------------------------------------------------- data
+def test_batches_are_a_pure_function_of_seed_iteration_rank(data_dir):
+    from interir.data.datasets import CleanImageDataset
+
+    ds = CleanImageDataset(data_dir / "clean", patch_size=32, augment=True)
+    combos = ["haze_rain_noise", "rain"]
+    a = T.make_batch(ds, 3, combos, 7, 10, 0, torch.device("cpu"))
+    b = T.make_batch(ds, 3, combos, 7, 10, 0, torch.device("cpu"))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert a[0].shape == a[1].shape == (3, 3, 32, 32) and not torch.equal(a[0], a[1])
+    for other in [(8, 10, 0), (7, 11, 0), (7, 10, 1)]:
+        c = T.make_batch(ds, 3, combos, *other, torch.device("cpu"))
+        assert not torch.equal(a[0], c[0])
+    assert len({T.step_seed(s, i, r) for s in range(3) for i in range(50) for r in range(3)}) == 450
+
+
+def test_exclude_list_formats(tmp_path):
+    (tmp_path / "a.txt").write_text("# comment\nx.png\n\n  dir/y.jpg \n")
+    assert T.read_exclude_list(tmp_path / "a.txt") == ["x.png", "y.jpg"]
+    (tmp_path / "m.csv").write_text("combo,file,source,haze\nhaze,x.png,/data/clean/x.png,3\n"
+                                    "rain,z.png,clean/z.png,0\n")
+    assert T.read_exclude_list(tmp_path / "m.csv") == ["x.png", "z.png"]
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InterIRError, match="no 'source'"):
+        T.read_exclude_list(tmp_path / "bad.csv")
+    with pytest.raises(InterIRError, match="not found"):
+        T.read_exclude_list(tmp_path / "missing.txt")
+
+
+# --------------------------------------------------------------------------- loss
+def test_fft_loss_matches_numpy_and_eq2_weighting():
+    g = torch.Generator().manual_seed(0)
+    pred, tgt = torch.rand(2, 3, 16, 12, generator=g), torch.rand(2, 3, 16, 12, generator=g)
+    ref = np.abs(np.fft.rfft2(pred.double().numpy()) - np.fft.rfft2(tgt.double().numpy())).mean()
+    assert fft_l1(pred, tgt).item() == pytest.approx(ref, rel=1e-5)
+    assert fft_l1(tgt, tgt).item() == 0.0
+    total, l1, fft = RestorationLoss(1.0, 0.1)(pred, tgt)
+    assert l1.item() == pytest.approx((pred - tgt).abs().mean().item())
+    assert total.item() == pytest.approx(l1.item() + 0.1 * fft.item(), rel=1e-6)
+    pred.requires_grad_(True)
+    RestorationLoss(1.0, 0.1)(pred, tgt)[0].backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- DDP
+def _ddp_worker(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    model = T.train(cfg, log=lambda msg: None)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              os.path.join(out, f"rank{rank}.safetensors"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_cpu_processes_keep_identical_replicas(tmp_path, data_dir, monkeypatch):
+    import torch.multiprocessing as mp
+
+    raw = _raw_cfg(data_dir, tmp_path / "ddp", total_iter=3)
+    raw["datasets"]["val"]["root"] = None
+    cfg = validate_config(raw)
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2,
+                       join=True, start_method="spawn")
+    r0 = load_file(str(tmp_path / "rank0.safetensors"))
+    r1 = load_file(str(tmp_path / "rank1.safetensors"))
+    assert r0.keys() == r1.keys() and all(torch.equal(r0[k], r1[k]) for k in r0)
+    # rank 0 alone wrote the checkpoint, and it holds the shared weights
+    saved = load_file(str(tmp_path / "ddp" / "last" / "model.safetensors"))
+    assert all(torch.equal(saved[k], r0[k]) for k in r0)
+    # the replicas trained on both ranks' batches: a single process (rank 0's batches) differs
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    raw["checkpoint"]["dir"] = str(tmp_path / "single")
+    torch.set_num_threads(1)
+    single = T.train(validate_config(raw), log=lambda msg: None).state_dict()
+    assert any(not torch.equal(single[k], r0[k]) for k in r0)
