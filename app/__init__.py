@@ -1,0 +1,1 @@
+"""The InterIR Explorer Gradio app: ``python app.py`` (see app/main.py)."""

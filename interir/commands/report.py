@@ -1,0 +1,113 @@
+"""``interir report IN --out REPORT.html [--weights DIR]``: a static HTML report of one image's
+restoration and what happened inside the model (the explorer's panels, offline)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+HELP = "write a self-contained HTML report of one image's restoration and its trace"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="IN", help="degraded image")
+    parser.add_argument("--out", required=True, metavar="REPORT.html", help="HTML file to write")
+    parser.add_argument("--weights", metavar="DIR",
+                        help="weights folder (default: the shipped checkpoint checkpoints/interir-tiny)")
+    parser.add_argument("--reference", metavar="CLEAN",
+                        help="clean image of the same size, for PSNR/SSIM per iteration")
+    parser.add_argument("--max-side", type=int, default=1024,
+                        help="downscale images longer than this many pixels (default 1024; 0 = never)")
+    parser.add_argument("--embedding", metavar="NPZ",
+                        help="reference embedding set (default: app/assets/reference_embedding.npz "
+                             "if it matches the weights)")
+    parser.add_argument("--title", help="report title")
+
+
+def _downscale(img, max_side: int):
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    h, w = img.shape[:2]
+    if max_side <= 0 or max(h, w) <= max_side:
+        return img, None
+    s = max_side / max(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    y = F.interpolate(x, size=(nh, nw), mode="area")[0].permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(y, dtype=np.float32), f"downscaled from {w}×{h} to {nw}×{nh} px"
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    import interir
+    from interir.errors import InterIRError
+    from interir.imageio import load_image
+    from interir.weights import repo_root
+    from viz.compact import compact_trace
+    from viz.embedding import load_reference, weights_hash
+    from viz.report import build_report, write_report
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise InterIRError(f"{out}: is a folder; give the HTML file to write")
+    if not out.parent.exists():
+        raise InterIRError(f"{out}: output folder {out.parent} does not exist")
+    if args.max_side < 0:
+        raise InterIRError(f"--max-side must be >= 0, got {args.max_side}")
+    if args.weights:
+        model = interir.load_pretrained(args.weights)
+    else:
+        ckpt = interir.default_checkpoint()
+        if ckpt is None:
+            raise InterIRError("no --weights given and no shipped checkpoint (checkpoints/interir-tiny)")
+        model = interir.load_pretrained(ckpt)
+    t0 = time.perf_counter()
+    img = load_image(args.input)
+    orig = img.shape[:2]
+    img, note = _downscale(img, args.max_side)
+    notes = [f"The image was {note}."] if note else []
+    ref = None
+    if args.reference:
+        ref = load_image(args.reference)
+        if ref.shape[:2] != orig:
+            raise InterIRError(f"{args.reference}: reference is {ref.shape[1]}x{ref.shape[0]}, "
+                               f"image is {orig[1]}x{orig[0]}; they must be the same size")
+        ref, _ = _downscale(ref, args.max_side)
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    tr = interir.trace(model, x)
+    ct = compact_trace(tr, name=Path(args.input).name, notes=notes)
+    del tr
+    if ref is not None:
+        ct.with_reference(ref, all_ssim=True)
+    reference, ref_note = None, ""
+    cands = [Path(args.embedding)] if args.embedding else [
+        repo_root() / "app" / "assets" / "reference_embedding.npz",
+        Path(os.environ.get("INTERIR_CACHE_DIR") or Path.home() / ".cache" / "interir")
+        / f"reference_{weights_hash(model)[:16]}.npz"]
+    whash = weights_hash(model)
+    for cand in cands:
+        if not cand.is_file():
+            continue
+        try:
+            r = load_reference(cand)
+        except InterIRError as exc:
+            ref_note = str(exc)
+            continue
+        if r.weights_hash == whash:
+            reference = r
+            break
+        ref_note = (f"{cand.name} was built for other weights; run python -m app.build_reference "
+                    f"--weights DIR to build one for these")
+    if reference is None and not ref_note:
+        ref_note = "none found; run python -m app.build_reference to build one"
+    html = build_report(ct, reference, title=args.title, reference_note=ref_note)
+    write_report(html, out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,349 @@
+"""The explorer through gradio_client against a launched app (a subprocess with a tiny model),
+every named endpoint, bad input, odd image formats, 8 simultaneous users; plus in-process checks
+of the handlers (no hook left behind, standard-convolution models)."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import interir
+from interir.data.degrade import degrade_image
+from interir.imageio import load_image, save_image, to_uint8
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+torch.set_num_threads(1)
+ENDPOINTS = {"/restore", "/degrade", "/step", "/matrices", "/masks", "/embedding", "/intervene", "/export",
+             "/panels", "/play", "/play_tick"}
+
+
+def smooth_image(h: int, w: int, seed: int) -> np.ndarray:
+    """A smooth random colour image (float32, HWC) — cheap to make, not noise."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(1, 3, max(2, h // 8), max(2, w // 8), generator=g)
+    return torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear",
+                                           align_corners=False)[0].permute(1, 2, 0).numpy()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    from app.testing import serve
+
+    root = tmp_path_factory.mktemp("app")
+    torch.manual_seed(0)
+    model = interir.build_model("tiny", n_blocks=2, channels=8).eval()
+    interir.save_pretrained(model, root / "weights")
+    model = interir.load_pretrained(root / "weights")
+    with serve(root / "weights", root / "server") as server:
+        yield {"root": root, "url": server.url, "model": model, "server": server}
+
+
+@pytest.fixture()
+def client(env):
+    return Client(env["url"], verbose=False)
+
+
+def expected(model, img: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        y = model(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None])
+    return to_uint8(y[0].permute(1, 2, 0).numpy())
+
+
+def read(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def close(a: np.ndarray, b: np.ndarray) -> None:
+    """Equal up to one 8-bit step (thread-count dependent float rounding)."""
+    assert a.shape == b.shape
+    d = np.abs(a.astype(int) - b.astype(int))
+    assert d.max() <= 1 and d.mean() < 0.01
+
+
+def val(x):
+    """The value of a component output (gradio_client returns gr.update(...) as a dict)."""
+    return x["value"] if isinstance(x, dict) and x.get("__type__") == "update" else x
+
+
+def plot_of(value) -> dict:
+    return json.loads(value["plot"])
+
+
+def decode(arr):
+    from viz.plots import from_typed_array
+
+    return from_typed_array(arr)
+
+
+# ----------------------------------------------------------------------------- endpoints
+def test_every_endpoint_is_named(client):
+    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert ENDPOINTS <= names
+
+
+def test_restore_then_every_panel(env, client, tmp_path):
+    model = env["model"]
+    img = smooth_image(44, 60, 1)
+    save_image(img, tmp_path / "a.png")
+    img = load_image(tmp_path / "a.png")
+    (before, after), download, info = client.predict(handle_file(str(tmp_path / "a.png")), None,
+                                                     api_name="/restore")
+    close(read(after), expected(model, img))
+    np.testing.assert_array_equal(read(before), to_uint8(img))
+    assert read(download).shape == (44, 60, 3) and "Restored" in info and "No clean reference" in info
+
+    tr = interir.trace(model, torch.from_numpy(img).permute(2, 0, 1)[None])
+    n = len(tr.iterations) - 1
+    for k in range(n + 1):
+        im_k, diff_k, curves, md = client.predict(k, api_name="/step")
+        close(read(im_k), to_uint8(tr.iterations[k].image[0].permute(1, 2, 0).numpy()))
+        assert read(diff_k).shape == (44, 60, 3) and f"k = {k}" in md
+        sel = [t for t in plot_of(curves)["data"] if t.get("name") == "sel:fidelity"][0]
+        assert sel["x"] == [k] and sel["y"][0] == pytest.approx(tr.iterations[k].fidelity, rel=1e-4)
+
+    fig, grid, pca, md = client.predict(1, "3", api_name="/matrices")
+    heat = [t for t in plot_of(fig)["data"] if t["type"] == "heatmap"]
+    np.testing.assert_allclose(decode(heat[0]["z"]), tr.iterations[1].A[0, 3].numpy(), rtol=2e-3, atol=2e-3)
+    assert read(grid).std() > 1 and read(pca).std() > 1 and "k = 1" in md
+    fig, *_ = client.predict(0, "mean", api_name="/matrices")
+    heat = [t for t in plot_of(fig)["data"] if t["type"] == "heatmap"]
+    np.testing.assert_allclose(decode(heat[1]["z"]), tr.iterations[0].B[0].mean(0).numpy(), rtol=2e-3, atol=2e-3)
+
+    layer = list(tr.masks)[3]
+    out = client.predict(None, layer, "2", 0.5, api_name="/masks")
+    group, lay, chan, overlay, att, rank, md = (val(o) for o in out)
+    assert lay == layer and chan == "2" and group == layer.split(".")[0] + "." + layer.split(".")[1]
+    rate = tr.masks[layer][0, 2].float().mean().item()
+    assert f"{rate:.1%}" in md
+    oh, ow, _ = read(overlay).shape  # shown enlarged by an integer factor
+    assert oh % 44 == 0 and ow % 60 == 0 and oh // 44 == ow // 60 >= 1
+    z = decode([t for t in plot_of(att)["data"] if t["type"] == "heatmap"][0]["z"])
+    assert np.nanmax(z) == pytest.approx(tr.attention[layer][0].max().item(), rel=1e-4)
+    assert val(client.predict("final_resm", layer, "mean", 0.3, api_name="/masks")[1]).startswith("final_resm.")
+
+    fig, md, gallery = client.predict(5, api_name="/embedding")
+    from viz.embedding import load_reference, place
+
+    ref = load_reference(env["root"] / "server" / "reference.npz")
+    p = place(ref, tr.embedding.numpy(), k=5)
+    from viz.plots import combo_label
+
+    assert f"Diagnosis: {combo_label(p.combo)}" in md and len(gallery) == 5
+    star = [t for t in plot_of(fig)["data"] if t.get("name") == "your image"][0]
+    assert star["x"][0] == pytest.approx(p.xy[0], abs=1e-3)
+
+    gallery, table = client.predict(1, api_name="/intervene")
+    assert len(gallery) == 4 and "Λ = 0" in table
+    close(read(gallery[1]["image"]), to_uint8(tr.iterations[1].image[0].permute(1, 2, 0).numpy()))
+    from interir.interventions import zero_multiplier
+
+    with zero_multiplier(model), torch.inference_mode():
+        z0 = model(torch.from_numpy(img).permute(2, 0, 1)[None])
+    close(read(gallery[3]["image"]), to_uint8(z0[0].permute(1, 2, 0).numpy()))
+
+    files, md = client.predict(api_name="/export")
+    names = sorted(Path(f).name for f in files)
+    assert names == ["a_report.html", "a_summary.json", "a_trace.npz"]
+    by = {Path(f).name: f for f in files}
+    with np.load(by["a_trace.npz"]) as z:
+        assert z["iterations.0.A"].shape == tuple(tr.iterations[0].A.shape)
+        assert json.loads(str(z["summary_json"]))["n_iterations"] == n + 1
+    assert json.loads(Path(by["a_summary.json"]).read_text())["image"]["width"] == 60
+    html = Path(by["a_report.html"]).read_text()
+    assert "Plotly.newPlot" in html and "Diagnosis" in html
+
+    assert client.predict(api_name="/play") is not None
+    k_next, *rest = client.predict(n, api_name="/play_tick")
+    assert val(k_next) == 0
+
+
+def test_degradation_lab_keeps_the_reference(env, client, tmp_path):
+    clean = smooth_image(40, 56, 2)
+    save_image(clean, tmp_path / "clean.png")
+    clean = load_image(tmp_path / "clean.png")
+    degraded, md = client.predict(handle_file(str(tmp_path / "clean.png")), 50, 100, 10, 7, api_name="/degrade")
+    want = to_uint8(degrade_image(clean, 50, 100, 10, seed=7))
+    np.testing.assert_array_equal(read(degraded), want)
+    assert "H + R + N" in md
+    _, _, info = client.predict(handle_file(degraded), None, api_name="/restore")
+    assert "degradation lab" in info and "PSNR" in info and "SSIM" in info
+    *_, curves, _ = client.predict(0, api_name="/step")
+    titles = json.dumps(plot_of(curves)["layout"].get("annotations", []))
+    assert "PSNR vs clean reference" in titles
+
+
+def test_uploaded_reference_and_shipped_example(env, client, tmp_path):
+    img, ref = smooth_image(36, 36, 3), smooth_image(36, 36, 4)
+    save_image(img, tmp_path / "i.png")
+    save_image(ref, tmp_path / "r.png")
+    _, _, info = client.predict(handle_file(str(tmp_path / "i.png")), handle_file(str(tmp_path / "r.png")),
+                                api_name="/restore")
+    assert "uploaded reference r.png" in info
+    save_image(ref[:30], tmp_path / "r2.png")
+    _, _, info = client.predict(handle_file(str(tmp_path / "i.png")), handle_file(str(tmp_path / "r2.png")),
+                                api_name="/restore")
+    assert "reference ignored" in info
+    examples = json.loads((Path(__file__).resolve().parents[1] / "examples" / "examples.json").read_text())
+    ex = Path(__file__).resolve().parents[1] / "examples" / examples[0]["file"]
+    _, _, info = client.predict(handle_file(str(ex)), None, api_name="/restore")
+    assert "shipped example" in info and "PSNR" in info
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_input_gives_one_line_errors_and_the_server_keeps_serving(env, tmp_path):
+    c = Client(env["url"], verbose=False)
+    with pytest.raises(AppError, match="Restore an image first"):
+        c.predict(0, api_name="/step")
+    (tmp_path / "junk.png").write_text("definitely not an image")
+    good = tmp_path / "good.png"
+    save_image(smooth_image(24, 24, 5), good)
+    (tmp_path / "trunc.png").write_bytes(good.read_bytes()[:60])
+    for bad, msg in [("junk.png", "not a recognised image"), ("trunc.png", "trunc.png")]:
+        with pytest.raises(AppError, match=msg) as err:
+            c.predict(handle_file(str(tmp_path / bad)), None, api_name="/restore")
+        assert "Traceback" not in str(err.value) and "\n" not in str(err.value).strip()
+    with pytest.raises(AppError, match="no image"):
+        c.predict(None, None, api_name="/restore")
+    with pytest.raises(AppError, match="150"):  # gradio's slider check or ours
+        c.predict(handle_file(str(good)), 500, 0, 0, 0, api_name="/degrade")
+    _, _, info = c.predict(handle_file(str(good)), None, api_name="/restore")
+    assert "Restored" in info
+    with pytest.raises(AppError, match="channel 99 out of range"):
+        c.predict(0, "99", api_name="/matrices")
+    with pytest.raises(AppError, match="unknown block"):
+        c.predict("blocks.77", None, "mean", 0.5, api_name="/masks")
+
+
+def _odd_formats(tmp_path: Path) -> dict[str, tuple[Path, tuple[int, int]]]:
+    rng = np.random.default_rng(0)
+    rgb = (smooth_image(30, 40, 6) * 255).astype(np.uint8)
+    out = {}
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.png")
+    out["gray"] = (tmp_path / "gray.png", (30, 40))
+    Image.fromarray(np.dstack([rgb, rng.integers(0, 255, (30, 40), dtype=np.uint8)])).save(tmp_path / "rgba.png")
+    out["rgba"] = (tmp_path / "rgba.png", (30, 40))
+    Image.fromarray((rgb[..., 1].astype(np.uint16) * 257)).save(tmp_path / "g16.png")
+    out["16-bit"] = (tmp_path / "g16.png", (30, 40))
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    out["cmyk"] = (tmp_path / "cmyk.jpg", (30, 40))
+    Image.fromarray(rgb).convert("P").save(tmp_path / "pal.png")
+    out["palette"] = (tmp_path / "pal.png", (30, 40))
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90° when displayed
+    im.save(tmp_path / "exif.jpg", exif=exif)
+    out["exif"] = (tmp_path / "exif.jpg", (40, 30))
+    big = (smooth_image(300, 1500, 7) * 255).astype(np.uint8)
+    Image.fromarray(big).save(tmp_path / "wide.jpg", quality=90)
+    out["wide"] = (tmp_path / "wide.jpg", (205, 1024))
+    return out
+
+
+def test_odd_image_formats_and_downscaling(env, client, tmp_path):
+    for name, (path, shape) in _odd_formats(tmp_path).items():
+        (before, after), _, info = client.predict(handle_file(str(path)), None, api_name="/restore")
+        assert read(after).shape[:2] == shape, name
+        if name == "wide":
+            assert "downscaled to 1024×205" in info
+        else:
+            assert "downscaled" not in info, name
+
+
+# ----------------------------------------------------------------------------- load
+def test_eight_simultaneous_users_get_their_own_results(env, tmp_path):
+    model = env["model"]
+    jobs = []
+    for i in range(8):
+        img = smooth_image(28 + 4 * i, 36, 100 + i)
+        save_image(img, tmp_path / f"u{i}.png")
+        jobs.append((tmp_path / f"u{i}.png", load_image(tmp_path / f"u{i}.png")))
+
+    def user(job):
+        path, img = job
+        c = Client(env["url"], verbose=False)
+        (_, after), _, _ = c.predict(handle_file(str(path)), None, api_name="/restore")
+        im0, *_ = c.predict(0, api_name="/step")
+        return read(after), read(im0)
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(user, jobs))
+    for (path, img), (after, im0) in zip(jobs, results):
+        close(after, expected(model, img))
+        assert im0.shape == img.shape
+
+
+# ----------------------------------------------------------------------------- in-process
+def test_handlers_leave_no_hooks_and_handle_standard_convs(tmp_path):
+    from app.handlers import Explorer, Session
+    from app.runtime import ModelHolder
+
+    torch.manual_seed(0)
+    for conv_type in ("explain", "standard"):
+        model = interir.build_model("tiny", n_blocks=1, channels=4, conv_type=conv_type)
+        ex = Explorer(ModelHolder(model, "test"), None, "not built in this test")
+        s = Session()
+        save_image(smooth_image(24, 28, 8), tmp_path / "x.png")
+        ex.restore(str(tmp_path / "x.png"), None, s, progress=lambda *a, **k: None)
+        ex.intervene(0, s, progress=lambda *a, **k: None)
+        out = ex.masks(None, None, "mean", 0.5, s)
+        emb = ex.embedding(8, s)
+        assert "No reference embedding" in emb[1]
+        for m in model.modules():
+            assert not m._forward_hooks and not m._forward_pre_hooks
+        if conv_type == "standard":
+            assert "standard convolutions" in out[-1]
+            assert len(ex.intervene(0, s, progress=lambda *a, **k: None)[0]) == 3
+        ex.export(s)
+        from app.handlers import drop_session
+
+        d = s.workdir
+        drop_session(s)
+        assert not d.exists()
+
+
+def test_reference_is_rebuilt_for_other_weights_without_touching_the_shipped_file(tmp_path, monkeypatch):
+    import app.runtime as rt
+    from viz.embedding import Reference, load_reference, save_reference
+
+    torch.manual_seed(0)
+    holder = rt.ModelHolder(interir.build_model("tiny", n_blocks=1, channels=4), "test")
+
+    def fake_ref(h: str) -> Reference:
+        n = 6
+        return Reference(embeddings=np.random.default_rng(0).random((n, 3), dtype=np.float32),
+                         coords=np.zeros((n, 2), np.float32), labels=np.arange(n) % 2, combos=["haze", "rain"],
+                         levels=np.zeros((n, 3), np.float32), sources=["s"] * n,
+                         thumbs=np.zeros((n, 4, 4, 3), np.uint8), weights_hash=h,
+                         mean=np.zeros(3, np.float32), std=np.ones(3, np.float32), nn_dist_p95=1.0)
+
+    shipped = tmp_path / "assets" / "reference_embedding.npz"
+    save_reference(fake_ref("someone-else"), shipped)
+    before = shipped.read_bytes()
+    monkeypatch.setattr(rt, "SHIPPED_REFERENCE", shipped)
+    monkeypatch.setenv("INTERIR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("INTERIR_REFERENCE", raising=False)
+    calls = []
+
+    def builder(h, out, quick):
+        calls.append(out)
+        ref = fake_ref(h.hash)
+        save_reference(ref, out)
+        return ref
+
+    ref, note = rt.ensure_reference(holder, builder=builder)
+    assert ref.weights_hash == holder.hash and "rebuilt" in note
+    assert calls == [tmp_path / "cache" / f"reference_{holder.hash[:16]}.npz"]
+    assert shipped.read_bytes() == before  # never overwritten for non-shipped weights
+    ref, note = rt.ensure_reference(holder, builder=builder)  # second start: cached, no rebuild
+    assert len(calls) == 1 and ref.weights_hash == holder.hash
+    (tmp_path / "damaged.npz").write_bytes(b"junk")
+    ref, _ = rt.ensure_reference(holder, path=tmp_path / "damaged.npz", builder=builder)
+    assert len(calls) == 2 and load_reference(tmp_path / "damaged.npz").weights_hash == holder.hash

@@ -1,0 +1,207 @@
+"""A real browser (Playwright driving Debian's Chromium) against a launched explorer: open the
+page, upload an image, restore, move the iteration slider, play, open every panel and check
+that images and plots rendered (not blank), use the degradation lab, see a bad upload
+rejected, and make sure the page fetched nothing from outside the machine.
+
+Screenshots go to ``$INTERIR_SCREENSHOT_DIR`` if set (docs/screenshots is made that way),
+else to the test's temporary folder. Never ``playwright install``: Debian's chromium only.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+import torch
+
+import interir
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "chelsea_rain.png"
+CLEAN = ROOT / "examples" / "clean" / "coffee.png"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium: apt-get install chromium)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+T = 90_000  # ms; generous: 2 shared cores
+
+
+def not_blank(locator, min_std: float = 4.0) -> float:
+    """Pixel standard deviation of an element's screenshot (a blank/white box is ~0)."""
+    from PIL import Image
+
+    img = np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("L"), dtype=np.float32)
+    std = float(img.std())
+    assert std > min_std, f"element looks blank (pixel std {std:.2f})"
+    return std
+
+
+def shoot(target, path: Path) -> None:
+    """Screenshot a page (viewport) or an element; for docs (``$INTERIR_SCREENSHOT_DIR``) the PNG
+    is reduced to 256 colours, about a third of the size."""
+    target.screenshot(path=str(path))
+    if os.environ.get("INTERIR_SCREENSHOT_DIR"):
+        from PIL import Image
+
+        with Image.open(path) as im:
+            q = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                           dither=Image.Dither.FLOYDSTEINBERG)
+        q.save(path, optimize=True)
+
+
+def loaded_images(page, selector: str) -> int:
+    return page.evaluate(
+        "(sel) => Array.from(document.querySelectorAll(sel)).filter(i => i.complete && i.naturalWidth > 0).length",
+        selector)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    from app.testing import serve
+
+    root = tmp_path_factory.mktemp("browser")
+    torch.manual_seed(0)
+    interir.save_pretrained(interir.build_model("tiny", n_blocks=3, channels=8), root / "weights")
+    weights = os.environ.get("INTERIR_BROWSER_WEIGHTS") or root / "weights"  # docs: the real checkpoint
+    with serve(weights, root / "server",
+               quick_reference=not os.environ.get("INTERIR_BROWSER_WEIGHTS")) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    d = Path(os.environ.get("INTERIR_SCREENSHOT_DIR") or tmp_path_factory.mktemp("shots"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def test_explorer_in_a_real_browser(app_url, shots, tmp_path):
+    host = urlparse(app_url).hostname
+    outside: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+
+        def on_request(req):
+            u = urlparse(req.url)
+            if u.scheme in ("http", "https", "ws", "wss") and u.hostname not in (host, "localhost", "127.0.0.1"):
+                outside.append(req.url)
+        page.on("request", on_request)
+        page.set_default_timeout(T)
+        page.goto(app_url)
+        page.wait_for_selector("#input-image")
+        assert "InterIR Explorer" in page.title()
+
+        # ---- upload -> restore (runs on upload) -> every panel filled
+        page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLE))
+        page.wait_for_function("() => (document.querySelector('#restore-info')?.innerText || '').includes('Restored')")
+        page.wait_for_function("() => (document.querySelector('#step-info')?.innerText || '').includes('k = ')")
+        page.wait_for_function("(s) => document.querySelectorAll(s).length >= 2", arg="#curves .scatterlayer .trace")
+        assert loaded_images(page, "#before-after img") >= 2
+        assert "shipped example" in page.inner_text("#restore-info")
+        not_blank(page.locator("#before-after"))
+        for sel in ("#img-k", "#diff-k", "#curves"):
+            not_blank(page.locator(sel))
+        page.evaluate("() => window.scrollTo(0, 0)")
+        shoot(page, shots / "01_overview.png")
+        shoot(page.locator("#panels"), shots / "02_iterations.png")
+
+        # ---- move the iteration slider to k = 0, then play
+        page.evaluate("""() => { const r = document.querySelector('#k-slider input[type=range]');
+            const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+            set.call(r, '0'); r.dispatchEvent(new Event('input', {bubbles: true}));
+            r.dispatchEvent(new Event('change', {bubbles: true})); }""")
+        page.wait_for_function("() => document.querySelector('#step-info').innerText.includes('k = 0 ')")
+        assert "compared with the input" in page.inner_text("#step-info")
+        page.click("#play-btn")
+        page.wait_for_function("() => /k = [1-9]/.test(document.querySelector('#step-info').innerText)")
+        page.wait_for_function("() => document.querySelector('#play-btn').innerText.includes('Play')")
+
+        # ---- degradation matrices
+        page.get_by_role("tab", name="4 · Degradation matrices").click()
+        page.wait_for_function("(s) => document.querySelectorAll(s).length >= 2", arg="#matrices-plot .hm image")
+        not_blank(page.locator("#matrices-plot"))
+        assert loaded_images(page, "#component-0 ~ * img") >= 0  # (smoke: page still scriptable)
+        shoot(page.locator("#panels"), shots / "03_matrices.png")
+
+        # ---- explainable convolution
+        page.get_by_role("tab", name="5 · Explainable convolution").click()
+        page.wait_for_function("(s) => document.querySelectorAll(s).length >= 1", arg="#attention-plot .hm image")
+        page.wait_for_function("(s) => document.querySelectorAll(s).length >= 4", arg="#rank-plot .bars path")
+        assert loaded_images(page, "#mask-overlay img") == 1
+        for sel in ("#mask-overlay", "#attention-plot", "#rank-plot"):
+            not_blank(page.locator(sel))
+        shoot(page.locator("#panels"), shots / "04_explainable_conv.png")
+
+        # ---- degradation embedding (+ the hover thumbnail)
+        page.get_by_role("tab", name="6 · Degradation embedding").click()
+        page.wait_for_function("(s) => document.querySelectorAll(s).length >= 20", arg="#embedding-plot .scatterlayer .point")
+        assert "Diagnosis" in page.inner_text("#embedding-info")
+        not_blank(page.locator("#embedding-plot"))
+        shown = "() => { const t = document.getElementById('interir-thumb-tip');" \
+                " return !!t && t.style.display === 'block' && t.firstChild.src.startsWith('data:image'); }"
+        points = page.locator("#embedding-plot .scatterlayer .trace:first-child .point")
+        points.first.scroll_into_view_if_needed()
+        for i in range(8):  # plotly hovers on mouse moves over its drag layer: move onto a point
+            box = points.nth(i).bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2 - 3, box["y"] + box["height"] / 2 - 3)
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=3)
+            page.wait_for_timeout(400)
+            if page.evaluate(shown):
+                break
+        assert page.evaluate(shown), "no thumbnail when hovering a reference point"
+        shoot(page.locator("#panels"), shots / "05_embedding.png")
+
+        # ---- interventions
+        page.get_by_role("tab", name="7 · Interventions").click()
+        page.click("#iv-btn")
+        page.wait_for_function("() => (document.querySelector('#iv-info')?.innerText || '').includes('Λ = 0')")
+        page.wait_for_function("(s) => Array.from(document.querySelectorAll(s)).filter(i => i.complete && i.naturalWidth > 0).length >= 4",
+                               arg="#iv-gallery img")
+        not_blank(page.locator("#iv-gallery"))
+        shoot(page.locator("#panels"), shots / "06_interventions.png")
+
+        # ---- export
+        page.get_by_role("tab", name="8 · Export").click()
+        page.click("#export-btn")
+        page.wait_for_function("() => (document.querySelector('#export-info')?.innerText || '').includes('Ready')")
+        page.wait_for_function("() => document.querySelectorAll('#export-files td.filename').length >= 3")
+        names = page.evaluate("() => Array.from(document.querySelectorAll('#export-files td.filename'))"
+                              ".map(td => td.getAttribute('aria-label'))")
+        assert sorted(n.split("_")[-1] for n in names) == ["report.html", "summary.json", "trace.npz"], names
+        shoot(page.locator("#panels"), shots / "07_export.png")
+
+        # ---- degradation lab: degrade -> restore with the clean reference
+        page.get_by_role("tab", name="Degradation lab").click()
+        page.locator("#clean-image input[type=file]").set_input_files(str(CLEAN))
+        page.wait_for_function("() => document.querySelectorAll('#clean-image img').length >= 1")
+        page.click("#degrade-btn")
+        page.wait_for_function("() => (document.querySelector('#restore-info')?.innerText || '').includes('degradation lab')")
+        page.get_by_role("tab", name="3 · Iterations").click()
+        page.wait_for_function("() => (document.querySelector('#step-info')?.innerText || '').includes('PSNR')")
+        page.wait_for_function("(s) => document.querySelectorAll(s).length >= 4", arg="#curves .scatterlayer .trace")
+        page.evaluate("() => window.scrollTo(0, 0)")
+        shoot(page, shots / "08_lab.png")
+
+        # ---- a file that is not an image: one-line error, the page keeps working
+        junk = tmp_path / "notes.png"
+        junk.write_text("this is not an image")
+        page.get_by_role("tab", name="Upload").click()
+        page.locator("#input-image input[type=file]").set_input_files(str(junk))
+        toast = page.locator(".toast-body").filter(has_text=re.compile("not a recognised image"))
+        toast.first.wait_for()
+        assert "Traceback" not in toast.first.inner_text()
+        shoot(page, shots / "09_bad_upload.png")
+        page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLE))
+        page.wait_for_function("() => (document.querySelector('#restore-info')?.innerText || '').includes('shipped example')")
+        browser.close()
+    assert not outside, f"the page fetched from outside the machine: {outside[:5]}"
