@@ -198,6 +198,8 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=100)
     p.add_argument("--skip-server", action="store_true", help="only the in-process part")
     args = p.parse_args()
+    if args.weights:  # the server subprocess runs elsewhere: pass an absolute path
+        args.weights = str(Path(args.weights).resolve())
     part1(args.weights, args.size, args.repeats)
     if not args.skip_server:
         part2(args.weights, args.size, args.requests)
