@@ -71,7 +71,8 @@ def app_url(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     torch.manual_seed(0)
     interir.save_pretrained(interir.build_model("tiny", n_blocks=3, channels=8), root / "weights")
-    weights = os.environ.get("INTERIR_BROWSER_WEIGHTS") or root / "weights"  # docs: the real checkpoint
+    env_weights = os.environ.get("INTERIR_BROWSER_WEIGHTS")
+    weights = str(Path(env_weights).resolve()) if env_weights else root / "weights"  # docs: the real checkpoint
     with serve(weights, root / "server",
                quick_reference=not os.environ.get("INTERIR_BROWSER_WEIGHTS")) as server:
         yield server.url
