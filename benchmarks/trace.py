@@ -5,6 +5,12 @@ and data fidelities are computed on first access, so "trace+all" also touches ev
 iteration's ``image`` and ``fidelity`` (what the explorer's iteration view ends up using).
 
     python benchmarks/trace.py [--sizes 256,512] [--presets tiny,paper] [--reps 5]
+
+Measured (2-core CPU, tiny, 512²): trace/forward 1.18-1.26× with glibc's default allocator,
+1.08-1.13× with GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296:glibc.malloc.top_pad=268435456.
+The hooks themselves cost nothing measurable (no-op hooks on every mask/attention module time
+like a plain forward); the overhead is the ~55 MB of intermediates a trace keeps alive, which
+glibc otherwise serves from fresh mmap'd (page-faulting) memory.
 """
 from __future__ import annotations
 
