@@ -24,6 +24,7 @@ import torch
 
 from . import metrics
 from .classical import classical_restore
+from .fileio import atomic_write_text
 from .errors import InterIRError
 
 #: Row label of the classical baseline in the markdown table.
@@ -215,12 +216,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         raise InterIRError(f"{path}: is a folder, expected a file name")
     if not path.parent.exists():
         raise InterIRError(f"{path}: output folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InterIRError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 

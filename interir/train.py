@@ -40,6 +40,7 @@ import torch
 from .config import load_config
 from .errors import InterIRError
 from .losses import RestorationLoss
+from .fileio import atomic_write_text as _atomic_write_text  # tests patch it here
 
 __all__ = ["train", "step_seed", "save_training_state", "load_training_state", "read_exclude_list",
            "build_optimizer", "build_scheduler", "make_batch"]
@@ -55,29 +56,6 @@ def step_seed(seed: int, iteration: int, rank: int = 0) -> int:
     """A 63-bit generator seed that is a pure function of (seed, iteration, rank)."""
     digest = hashlib.sha256(f"interir-train:{seed}:{iteration}:{rank}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def read_exclude_list(path: str | os.PathLike) -> list[str]:

@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import InterIRError
+from .fileio import atomic_write_bytes, fsync_dir
 from .model.interir import InterIR, make_config
 
 CONFIG_NAME = "config.json"
@@ -34,15 +35,6 @@ def default_checkpoint() -> Path | None:
     return path if (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file() else None
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def save_pretrained(model: InterIR, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (each atomically) into ``directory``."""
     directory = Path(directory)
@@ -53,8 +45,9 @@ def save_pretrained(model: InterIR, directory: str | os.PathLike, extra: dict[st
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, directory / WEIGHTS_NAME)
+    fsync_dir(directory)
     config = {"format": FORMAT, "model": model.config, **(extra or {})}
-    _atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+    atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     return directory
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..fileio import atomic_write_text
 from ..trace import trace
 from ._common import (add_max_pixels_argument, add_weights_argument, check_output_path, image_tensor,
                       resolve_model)
@@ -25,8 +26,6 @@ def run(args: argparse.Namespace) -> int:
     tr = trace(resolve_model(args.weights), x)
     tr.save_npz(out)
     summary_path = out.with_suffix(".json")
-    tmp = summary_path.with_name(f".{summary_path.name}.tmp")
-    tmp.write_text(json.dumps(tr.summary(), indent=2) + "\n")
-    tmp.replace(summary_path)
+    atomic_write_text(summary_path, json.dumps(tr.summary(), indent=2) + "\n")
     print(f"wrote {out} and {summary_path} ({len(tr.iterations)} iterations, {len(tr.masks)} masks)")
     return 0
