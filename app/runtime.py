@@ -19,6 +19,7 @@ import torch
 
 import interir
 from interir.errors import InterIRError
+from interir.model.epblock import EXPLAIN_TYPES
 from viz.embedding import Reference, load_reference, weights_hash
 
 log = logging.getLogger("interir.app")
@@ -67,7 +68,7 @@ class ModelHolder:
 
     @property
     def has_explainable(self) -> bool:
-        return self.config.get("conv_type", "explain") == "explain"
+        return self.config.get("conv_type", "explain") in EXPLAIN_TYPES
 
     def describe(self) -> str:
         c = self.config

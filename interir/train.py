@@ -346,8 +346,11 @@ def _dist_env() -> tuple[int, int, int]:
 
 
 def train(cfg: dict | str | os.PathLike, resume: bool = False,
-          log: Callable[[str], None] | None = None) -> torch.nn.Module:
+          log: Callable[[str], None] | None = None, stop_at: int | None = None) -> torch.nn.Module:
     """Run (or resume) a training run described by a validated config dict or a YAML path.
+
+    ``stop_at``: stop (validate and checkpoint) after that iteration; the learning-rate schedule
+    still spans ``train.total_iter``, so ``resume`` continues the same run.
 
     Returns the trained (unwrapped) model. Raises InterIRError for user problems and when the
     loss becomes NaN/inf (the last good checkpoint is kept).
@@ -377,6 +380,9 @@ def train(cfg: dict | str | os.PathLike, resume: bool = False,
 
     tcfg, dcfg = cfg["train"], cfg["datasets"]["train"]
     seed, total = cfg["seed"], tcfg["total_iter"]
+    if stop_at is not None and (not isinstance(stop_at, int) or stop_at < 1):
+        raise InterIRError(f"stop_at must be a positive integer, got {stop_at!r}")
+    end = total if stop_at is None else min(total, stop_at)
     ckpt_dir = Path(cfg["checkpoint"]["dir"])
     if is_main:
         if not resume and (ckpt_dir / STATE_JSON).exists():
@@ -495,11 +501,11 @@ def train(cfg: dict | str | os.PathLike, resume: bool = False,
         last_ckpt = it
 
     try:
-        for it in range(start_iter + 1, total + 1):
+        for it in range(start_iter + 1, end + 1):
             if pool is not None:
                 clean_cpu = nxt.result()
                 nxt = (pool.submit(_sample_clean, dataset, B, seed, it + 1, rank, True)
-                       if it < total else None)
+                       if it < end else None)
             else:
                 clean_cpu = None
             degraded, clean = make_batch(dataset, B, combos, seed, it, rank, device, clean_cpu)
@@ -522,10 +528,10 @@ def train(cfg: dict | str | os.PathLike, resume: bool = False,
             acc_n += 1
             bar.update(1)
 
-            do_log = it % print_every == 0 or it == total
-            val_due = bool(vcfg["root"]) and (it % val_every == 0 or it == total)
+            do_log = it % print_every == 0 or it == end
+            val_due = bool(vcfg["root"]) and (it % val_every == 0 or it == end)
             do_val = val_due and val_sets is not None  # rank 0 only
-            do_ckpt = it % ckpt_every == 0 or it == total
+            do_ckpt = it % ckpt_every == 0 or it == end
             # sync point for the NaN check: rank-independent, so all ranks all_reduce together
             if do_log or do_ckpt or val_due or not on_cuda:
                 flag = bad_iter.clone()
@@ -590,10 +596,11 @@ def train(cfg: dict | str | os.PathLike, resume: bool = False,
             import torch.distributed as dist
             if dist.is_initialized():
                 dist.destroy_process_group()
-    if is_main and start_iter < total:
+    if is_main and start_iter < end:
         done = time.time() - t0
-        msg = (f"[{cfg['name']}] done: {total - start_iter} iterations in {done:.1f} s "
-               f"({(total - start_iter) / max(done, 1e-9):.2f} it/s); weights in {ckpt_dir / 'last'}")
+        msg = (f"[{cfg['name']}] {'done' if end == total else f'stopped at {end} of {total}'}: "
+               f"{end - start_iter} iterations in {done:.1f} s "
+               f"({(end - start_iter) / max(done, 1e-9):.2f} it/s); weights in {ckpt_dir / 'last'}")
         if best_iter:
             msg += f", best (val PSNR {best_psnr:.2f} dB @ {best_iter}) in {ckpt_dir / 'best'}"
         say(msg)

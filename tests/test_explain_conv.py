@@ -90,3 +90,30 @@ def test_attention_shape_and_nonsquare_kernel():
 def test_bad_groups_rejected():
     with pytest.raises(ValueError, match="divisible"):
         ExplainConv2d(6, 4, 3, groups=4)
+
+
+def test_attention_gain_scales_the_modulation_and_keeps_the_recorded_attention():
+    torch.manual_seed(0)
+    plain = ExplainConv2d(4, 4, 3, padding=1, groups=4)
+    unit = ExplainConv2d(4, 4, 3, padding=1, groups=4, attention_gain=9.0)
+    unit.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 4, 9, 9)
+    # W ⊙ 9·A equals (9·W) ⊙ A: the same function class, only the parametrisation differs
+    with torch.no_grad():
+        plain.weight.mul_(9.0)
+    assert torch.allclose(unit(x), plain(x), atol=1e-5)
+    # a uniform attention (constant mask) leaves the kernel unchanged: a plain depthwise conv
+    with torch.no_grad():
+        unit.mask.tau.fill_(-1e3)
+    assert torch.allclose(unit(x), F.conv2d(x, unit.weight, unit.bias, padding=1, groups=4), atol=1e-5)
+    with pytest.raises(ValueError, match="attention_gain"):
+        ExplainConv2d(4, 4, 3, attention_gain=0.0)
+
+
+def test_explain_unit_conv_type_builds_gained_convs():
+    import interir
+    m = interir.build_model("tiny", n_blocks=1, channels=4, conv_type="explain_unit")
+    gains = {mod.attention_gain for mod in m.modules() if isinstance(mod, ExplainConv2d)}
+    assert gains == {9.0}
+    m2 = interir.build_model("tiny", n_blocks=1, channels=4)
+    assert {mod.attention_gain for mod in m2.modules() if isinstance(mod, ExplainConv2d)} == {1.0}

@@ -164,6 +164,25 @@ def test_resume_after_sigkill_reproduces_uninterrupted_run(tmp_path, data_dir):
     assert model(torch.rand(1, 3, 20, 24)).shape == (1, 3, 20, 24)
 
 
+def test_stop_at_then_resume_reproduces_uninterrupted_run(tmp_path, data_dir):
+    ref_cfg = _write_cfg(tmp_path / "ref.yaml", _raw_cfg(data_dir, tmp_path / "ref"))
+    _run(tmp_path, ["train", "--config", str(ref_cfg)])
+    run = tmp_path / "stop"
+    cfg = _write_cfg(tmp_path / "stop.yaml", _raw_cfg(data_dir, run))
+    _, err = _run(tmp_path, ["train", "--config", str(cfg), "--stop-at", "5"])
+    assert "stopped at 5 of 8" in err
+    assert json.loads((run / "state.json").read_text())["iteration"] == 5
+    rows = _csv_rows(run / "log.csv")
+    assert max(int(r["iter"]) for r in rows) == 5 and any(r["kind"] == "val" and r["iter"] == "5" for r in rows)
+    _run(tmp_path, ["train", "--config", str(cfg), "--resume"])
+    # the schedule spans total_iter throughout: the stopped + resumed run equals the straight one
+    train_losses = lambda rs: [x for x in _losses(rs) if x[0] == "train"]  # noqa: E731
+    assert train_losses(_csv_rows(run / "log.csv")) == train_losses(_csv_rows(tmp_path / "ref" / "log.csv"))
+    a = load_file(str(tmp_path / "ref" / "last" / "model.safetensors"))
+    b = load_file(str(run / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_and_restart_guards(tmp_path, data_dir, capsys):
     cfg = _write_cfg(tmp_path / "c.yaml", _raw_cfg(data_dir, tmp_path / "run", total_iter=2))
     assert cli_main(["train", "--config", str(cfg), "--resume"]) == 2

@@ -1,4 +1,4 @@
-"""``interir train --config FILE [--resume]``."""
+"""``interir train --config FILE [--resume] [--stop-at N]``."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in the config's checkpoint.dir from its last "
                              "training state")
+    parser.add_argument("--stop-at", type=int, default=None, metavar="N",
+                        help="stop (validate and checkpoint) after iteration N; the learning-rate "
+                             "schedule still spans train.total_iter, so --resume continues the run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     from ..train import train
 
     cfg = load_config(args.config)
-    train(cfg, resume=args.resume)
+    train(cfg, resume=args.resume, stop_at=args.stop_at)
     return 0

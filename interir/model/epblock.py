@@ -8,7 +8,12 @@ from torch import nn
 
 from .explain_conv import ExplainConv2d
 
-CONV_TYPES = ("explain", "standard")
+#: ``explain``: Eqs. 16-20 as printed. ``explain_unit``: the same with the attention rescaled by
+#: K² in Eq. 19 (W_b = W ⊙ K²·A_b), so a uniform attention leaves W unchanged; the same function
+#: class (W absorbs the constant), but the kernel is not shrunk 9× at init and trains at the
+#: standard conv's pace. ``standard``: a plain depthwise conv (the ablation twin).
+CONV_TYPES = ("explain", "explain_unit", "standard")
+EXPLAIN_TYPES = ("explain", "explain_unit")
 
 
 class LayerNorm2d(nn.Module):
@@ -49,8 +54,10 @@ class SimplifiedChannelAttention(nn.Module):
 
 def make_depthwise(channels: int, kernel_size: int, conv_type: str) -> nn.Module:
     """The spatial conv of an EPBlock: explainable (InterIR) or standard (ablation twin)."""
-    if conv_type == "explain":
-        return ExplainConv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
+    if conv_type in EXPLAIN_TYPES:
+        gain = float(kernel_size ** 2) if conv_type == "explain_unit" else 1.0
+        return ExplainConv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels,
+                             attention_gain=gain)
     if conv_type == "standard":
         return nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
     raise ValueError(f"conv_type must be one of {CONV_TYPES}, got {conv_type!r}")

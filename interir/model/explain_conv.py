@@ -64,8 +64,11 @@ class ExplainConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
-                 groups: int = 1, bias: bool = True) -> None:
+                 groups: int = 1, bias: bool = True, attention_gain: float = 1.0) -> None:
         super().__init__()
+        if not attention_gain > 0:
+            raise ValueError(f"attention_gain must be positive, got {attention_gain}")
+        self.attention_gain = float(attention_gain)  # 1: Eq. 19 as printed; K²: unit-mean attention
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must be divisible by groups ({groups})")
@@ -86,12 +89,14 @@ class ExplainConv2d(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def modulated_weight(self, attn: torch.Tensor) -> torch.Tensor:  # Eq. 19
-        """W_b = W ⊙ A_b for every sample: (B·C_out, C_in/groups, K, K)."""
+        """W_b = W ⊙ (gain·A_b) for every sample: (B·C_out, C_in/groups, K, K)."""
         b = attn.shape[0]
         g, cin_g, cout_g = self.groups, self.in_channels // self.groups, self.out_channels // self.groups
         kh, kw = self.kernel_size
         w = self.weight.view(1, g, cout_g, cin_g, kh, kw)
         a = attn.view(b, g, 1, cin_g, kh, kw).to(w.dtype)
+        if self.attention_gain != 1.0:
+            a = a * self.attention_gain
         return (w * a).reshape(b * self.out_channels, cin_g, kh, kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,4 +111,5 @@ class ExplainConv2d(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, groups={self.groups}, "
-                f"bias={self.bias is not None}")
+                f"bias={self.bias is not None}"
+                + (f", attention_gain={self.attention_gain:g}" if self.attention_gain != 1.0 else ""))
