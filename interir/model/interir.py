@@ -1,7 +1,7 @@
 """InterIR (Sec. 3.1, Fig. 2): embed → init (Eq. 11) → n IPBlocks → final RESM → head, Î = IR + D."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -76,17 +76,35 @@ class InterIR(nn.Module):
         """Output head: Î = IR + D with IR = PixelShuffle(Conv3×3(I))."""
         return self.head(I) + x_pad
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        x_pad = self.pad(x)
+    def unfold(self, x_pad: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Run the solver on a padded input and yield I_{k+1} after every RESM (n + 1 values)."""
         z = self.embed(x_pad)
         I, A, B, Lambda = self.init(z)
         for block in self.blocks:
             I, A, B, Lambda = block(I, A, B, Lambda, z)
-        I = self.final_resm(I, A, B, Lambda, z)
+            yield I
+        yield self.final_resm(I, A, B, Lambda, z)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        h, w = x.shape[-2:]
+        x_pad = self.pad(x)
+        for I in self.unfold(x_pad):
+            pass
         return self.decode(I, x_pad)[..., :h, :w]
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Early-exit decodes after every RESM: n + 1 images like ``x``; the last is ``forward(x)``.
+
+        For deep supervision (a loss on every iteration); the trace decodes lazily instead."""
+        self._check_input(x)
+        h, w = x.shape[-2:]
+        x_pad = self.pad(x)
+        return [self.decode(I, x_pad)[..., :h, :w] for I in self.unfold(x_pad)]
 
     def resms(self) -> list[RESM]:
         """The n + 1 RESMs in order (one per recorded iteration)."""
