@@ -4,7 +4,7 @@
 #      `pip install -r requirements.txt` there (the Space installs it before the code exists);
 #   2. the repository copied in (git ls-files: tracked files only);
 #   3. app.py started the way a Space starts it (GRADIO_SERVER_NAME=0.0.0.0, port 7860, or a
-#      free port when 7860 is taken), the page fetched on 127.0.0.1: HTTP 200 and the title;
+#      free port when 7860 is taken), the page fetched on 127.0.0.1: HTTP 200 and the app's title in it;
 #   4. the app stopped and everything removed (also on failure or Ctrl-C).
 #
 #   bash scripts/rehearse_space.sh [--keep] [--dev]
@@ -86,8 +86,10 @@ for _ in $(seq 1 "$START_TIMEOUT"); do
   sleep 1
 done
 [ "$code" = 200 ] || { tail -n 20 "$WORK/app.log" >&2; fail "no HTTP 200 from http://127.0.0.1:$PORT/ within ${START_TIMEOUT} s"; }
-grep -q "<title>InterIR Explorer</title>" "$body" || fail "HTTP 200 but the page has no <title>InterIR Explorer</title>"
-echo "   HTTP 200 with <title>InterIR Explorer</title> after $(secs "$t0") s"
+# Gradio sets the document title from its config (the page's JSON), not from a <title> tag
+grep -qE '<title>InterIR Explorer</title>|"title": ?"InterIR Explorer"' "$body" \
+  || fail "HTTP 200 but the page does not carry the title InterIR Explorer"
+echo "   HTTP 200, title \"InterIR Explorer\" in the page, after $(secs "$t0") s"
 grep -m1 -E "model:" "$WORK/app.log" | sed 's/^/   app log: /'
 
 if [ "$DEV" = 1 ]; then
