@@ -27,6 +27,28 @@ def frob_normalize(m: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return m / (m.flatten(2).norm(dim=-1)[..., None, None] + eps)
 
 
+NORM_SCALES = ("unit", "learned")
+
+
+class MatrixNorm(nn.Module):
+    """The paper's Norm(·) of Eqs. 11 and 13: each (batch, channel) matrix divided by its
+    Frobenius norm. ``scale="learned"`` reads it with a learned per-channel gain ρ (init 1, so a
+    fresh model is unchanged): A = ρ·M/‖M‖. With unit-norm A and B, A·I·B is about a rank-one
+    projection of I and the data term ‖A·I·B − z‖ cannot be descended (measured: the relative
+    residual of the shipped n = 2 model rises over the iterations); ρ lets A·I·B match z's scale.
+    """
+
+    def __init__(self, channels: int, scale: str = "unit") -> None:
+        super().__init__()
+        if scale not in NORM_SCALES:
+            raise ValueError(f"norm_scale must be one of {NORM_SCALES}, got {scale!r}")
+        self.gain = nn.Parameter(torch.ones(channels)) if scale == "learned" else None
+
+    def forward(self, m: torch.Tensor) -> torch.Tensor:
+        m = frob_normalize(m)
+        return m if self.gain is None else m * self.gain.view(1, -1, 1, 1).to(m.dtype)
+
+
 class Shrinkage(nn.Module):
     """S(·), the learned shrinkage ("Convs"): 1×1 conv, ReLU, 1×1 conv."""
 
@@ -57,15 +79,17 @@ class KappaWeight(nn.Module):
 class InitModule(nn.Module):
     """Eq. 11: I0 = z, Λ0 = f1(I0) + I0, A0 = Norm(I0 I0ᵀ), B0 = Norm(I0ᵀ I0)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm_scale: str = "unit") -> None:
         super().__init__()
         self.f1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm_a = MatrixNorm(channels, norm_scale)
+        self.norm_b = MatrixNorm(channels, norm_scale)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         I0 = z
         Lambda0 = self.f1(I0) + I0
-        A0 = frob_normalize(I0 @ I0.mT)
-        B0 = frob_normalize(I0.mT @ I0)
+        A0 = self.norm_a(I0 @ I0.mT)
+        B0 = self.norm_b(I0.mT @ I0)
         return I0, A0, B0, Lambda0
 
 
@@ -113,18 +137,21 @@ class RESM(nn.Module):
 class DMUM(nn.Module):
     """Degradation matrix update module (Eq. 13)."""
 
-    def __init__(self, channels: int, kernel_size: int = 3, conv_type: str = "explain") -> None:
+    def __init__(self, channels: int, kernel_size: int = 3, conv_type: str = "explain",
+                 norm_scale: str = "unit") -> None:
         super().__init__()
         self.ep_a = EPBlock(2 * channels, kernel_size, conv_type)
         self.ep_b = EPBlock(2 * channels, kernel_size, conv_type)
+        self.norm_a = MatrixNorm(channels, norm_scale)
+        self.norm_b = MatrixNorm(channels, norm_scale)
 
     def update_A(self, I: torch.Tensor, B: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # Eq. 13, rows 1-2
         a0, a1 = self.ep_a(torch.cat([I @ B, z], dim=1)).chunk(2, dim=1)
-        return frob_normalize(a0 @ a1.mT)
+        return self.norm_a(a0 @ a1.mT)
 
     def update_B(self, I: torch.Tensor, A: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # Eq. 13, rows 3-4
         b0, b1 = self.ep_b(torch.cat([A @ I, z], dim=1)).chunk(2, dim=1)
-        return frob_normalize(b0.mT @ b1)
+        return self.norm_b(b0.mT @ b1)
 
     def forward(self, I: torch.Tensor, B: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         A_new = self.update_A(I, B, z)
@@ -148,10 +175,10 @@ class IPBlock(nn.Module):
     """Interpretability block: RESM (I), DMUM (A, B), MUM (Λ)."""
 
     def __init__(self, channels: int, kernel_size: int = 3, conv_type: str = "explain",
-                 f_form: str = "additive", eta: float = 0.01) -> None:
+                 f_form: str = "additive", eta: float = 0.01, norm_scale: str = "unit") -> None:
         super().__init__()
         self.resm = RESM(channels, kernel_size, conv_type, f_form, eta)
-        self.dmum = DMUM(channels, kernel_size, conv_type)
+        self.dmum = DMUM(channels, kernel_size, conv_type, norm_scale)
         self.mum = MUM(channels, kernel_size, conv_type)
 
     def forward(self, I: torch.Tensor, A: torch.Tensor, B: torch.Tensor, Lambda: torch.Tensor,
