@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import random
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InterIRError
+from ..fileio import atomic_write_text
 
 HELP = ("build a synthetic evaluation set: OUT/<combo>/input + target for the 7 haze / rain / "
         "noise combinations, plus OUT/manifest.csv")
@@ -148,10 +150,11 @@ def run(args: argparse.Namespace) -> int:
         if k < args.per_combo:
             raise InterIRError(f"{clean_dir}: only {k} readable image(s), --per-combo asks for "
                                f"{args.per_combo}")
-    with (out / MANIFEST).open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / MANIFEST, buf.getvalue())
     for msg in skipped:
         print(f"warning: skipped {msg}")
     print(f"wrote {len(rows)} pairs ({args.per_combo} per combo, {len(COMBOS)} combos, "
