@@ -224,3 +224,27 @@ def test_training_with_deep_supervision(tmp_path, data_dir):
     assert [r["iter"] for r in train_rows] == ["1", "2"]
     for r in train_rows:  # weighted l1 and fft still add up to the logged loss
         assert float(r["loss"]) == pytest.approx(float(r["l1"]) + 0.1 * float(r["fft"]), rel=1e-5)
+
+
+def test_resume_upgrades_a_log_without_the_stage_column(tmp_path, data_dir):
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    cfg = _run_cfg(data_dir, run)
+    T.train(cfg, stop_at=1, log=lambda msg: None)
+    rows = _rows(run)
+    old_fields = [f for f in T.CSV_FIELDS if f != "stage"]  # a log written before val_stage rows
+    text = [",".join(old_fields)] + [",".join(r[f] for f in old_fields) for r in rows
+                                     if r["kind"] != "val_stage"]
+    (run / "log.csv").write_text("\n".join(text) + "\n")
+    T.train(cfg, resume=True, log=lambda msg: None)
+    new = _rows(run)
+    assert list(new[0]) == T.CSV_FIELDS
+    assert [r["iter"] for r in new if r["kind"] == "train"] == ["1", "2"]
+    assert [r["stage"] for r in new if r["kind"] == "val_stage" and r["iter"] == "2"
+            and r["combo"] == "average"] == ["0", "1", "2"]
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("cards", REPO / "scripts" / "write_model_cards.py")
+    cards = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cards)
+    curve = cards.val_curve(run)  # the model-card script still reads the log
+    assert sorted(curve) == [1, 2] and all(np.isfinite(v) for v in curve.values())

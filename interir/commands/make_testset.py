@@ -75,12 +75,10 @@ def _remove_old_outputs(out: Path) -> int:
     return removed
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-
+def _check_args(args: argparse.Namespace) -> tuple[Path, Path, list[Path]]:
+    """(clean folder, output folder, clean files) after checking the options; clears old
+    outputs with --overwrite."""
     from ..data.datasets import list_images
-    from ..data.degrade import COMBOS, degrade_image, sample_levels
-    from ..imageio import load_image, save_image, to_uint8
 
     if args.per_combo < 1:
         raise InterIRError(f"--per-combo must be >= 1, got {args.per_combo}")
@@ -102,6 +100,16 @@ def run(args: argparse.Namespace) -> int:
             raise InterIRError(f"{out}: folder is not empty; choose a new folder or pass "
                                "--overwrite")
         _remove_old_outputs(out)
+    return clean_dir, out, files
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data.degrade import COMBOS, degrade_image, sample_levels
+    from ..imageio import load_image, save_image, to_uint8
+
+    clean_dir, out, files = _check_args(args)
     # Decode each used source once; unreadable sources are skipped (and replaced) with a note.
     cache: dict[Path, np.ndarray | None] = {}
     skipped: list[str] = []
