@@ -5,10 +5,11 @@ import argparse
 
 import torch
 
+from ..fileio import check_output_path
 from ..imageio import SAVE_FORMATS, save_image
 from ..tiling import check_tiling, restore_tiled
-from ._common import (add_max_pixels_argument, add_weights_argument, check_output_path, image_tensor,
-                      resolve_model, tensor_image)
+from ._common import (add_max_pixels_argument, add_weights_argument, image_tensor, resolve_model,
+                      tensor_image)
 
 HELP = "restore a degraded image (haze / rain / noise) and write the result"
 
