@@ -1,7 +1,7 @@
 """Evaluation on paired test folders: PSNR / SSIM per degradation combination, for the model,
 the degraded inputs and the classical DCP + NLM baseline, and a Table-1-style markdown table.
 
-Data layout (see DESIGN.md): ``DIR/<combo>/input/*.png`` + ``DIR/<combo>/target/*.png`` for
+Data layout (see docs/design.md): ``DIR/<combo>/input/*.png`` + ``DIR/<combo>/target/*.png`` for
 the combos present (in ``COMBOS`` order), or a plain ``DIR/input`` + ``DIR/target`` counted as
 one combo named after ``DIR``. Discovery is :func:`interir.data.datasets.discover_eval_sets`.
 

@@ -5,7 +5,7 @@ the given :class:`torch.Generator` (same seed -> bit-identical output on CPU). R
 drawn on the generator's device and moved to the image's device, so a CPU generator can
 drive a GPU batch.
 
-Levels:
+Levels (docs/design.md "Degradation levels"):
 
 * haze ``h`` in [0, 150]: atmospheric scattering ``I*t + a*(1-t)``, ``t = exp(-beta*d)``,
   ``beta = BETA_MAX * h / 150``, ``d`` a smooth random depth proxy in [0.3, 1] (a bicubic
