@@ -395,7 +395,7 @@ def iterations_markdown(result: dict[str, Any]) -> str:
     """Markdown table of the ``"iterations"`` block: per combo, the mean early-exit PSNR and
     relative data residual over k, and the fractions of monotone pairs."""
     it = result["iterations"]
-    lines = ["| Combination | early-exit PSNR over k (dB) | ||A I B - z|| / ||z|| over k | "
+    lines = ["| Combination | early-exit PSNR over k (dB) | ‖A I B − z‖ / ‖z‖ over k | "
              "PSNR non-decreasing | residual decreasing |", "|---|---|---|:---:|:---:|"]
 
     def row(label: str, b: dict[str, Any]) -> str:

@@ -472,6 +472,7 @@ def test_evaluate_iterations_real_model(tiny_weights, data_dir, result, capsys, 
     json.loads(to_json(res))
     md = iterations_markdown(res)
     assert "| all pairs (4) |" in md and "→" in md
+    assert all(line.count("|") == 6 for line in md.splitlines() if line.startswith("|"))
     # CLI: --iterations adds the table; the brightness table is always printed
     j = tmp_path / "it.json"
     assert main(["eval", "--weights", str(tiny_weights), "--data", str(data_dir),
