@@ -54,6 +54,7 @@ from torch import nn
 
 from .errors import InterIRError
 from .model.explain_conv import ThresholdMask
+from .trace import trace as record_trace
 
 __all__ = ["RegionError", "Region", "Attribution", "IterationChange", "ChannelActivity",
            "RegionExplanation", "attribution_map", "iteration_change", "channel_activity",
@@ -464,8 +465,7 @@ def explain_region(model: nn.Module, x: torch.Tensor, region: Region | Any, trac
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     if trace is None:
-        from .trace import trace as record  # the trace module imports the model, not this one
-        trace = record(model, x)
+        trace = record_trace(model, x)
         seconds["trace"] = time.perf_counter() - t0
     attr = attribution_map(model, x, region, **attribution_kwargs)
     seconds["attribution"] = attr.seconds
