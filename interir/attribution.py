@@ -33,7 +33,7 @@ image_rates=None) -> list[ChannelActivity]``
     the activation in the region, ties by the lift over the whole image. ``masks`` maps a conv
     name (``blocks.0.resm.ep_v.conv2``) to its (C, h, w) or (1, C, h, w) mask (a lazy Mapping
     works); ``image_rates`` may give the whole-image rates (C,) when already known.
-``explain_region(model, x, region, trace=None, **attribution_kwargs) -> RegionExplanation``
+``explain_region(model, x, region, trace=None, *, top_k=12, **attribution_kwargs) -> RegionExplanation``
     (a), (b) and (c) together (traces the model first when no trace is given); ``to_dict()``
     of every result is JSON-able.
 
