@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 torch.set_num_threads(1)
 ENDPOINTS = {"/restore", "/degrade", "/step", "/matrices", "/masks", "/embedding", "/intervene", "/export",
-             "/panels", "/play", "/play_tick"}
+             "/panels", "/play", "/play_tick", "/twin", "/why", "/why_select"}
 
 
 def smooth_image(h: int, w: int, seed: int) -> np.ndarray:
@@ -42,8 +43,12 @@ def env(tmp_path_factory):
     model = interir.build_model("tiny", n_blocks=2, channels=8).eval()
     interir.save_pretrained(model, root / "weights")
     model = interir.load_pretrained(root / "weights")
+    # found beside the weights as <name>-stdconv, as checkpoints/interir-tiny-stdconv is
+    interir.save_pretrained(interir.build_model("tiny", n_blocks=2, channels=8, conv_type="standard"),
+                            root / "weights-stdconv")
+    twin = interir.load_pretrained(root / "weights-stdconv")
     with serve(root / "weights", root / "server") as server:
-        yield {"root": root, "url": server.url, "model": model, "server": server}
+        yield {"root": root, "url": server.url, "model": model, "twin": twin, "server": server}
 
 
 @pytest.fixture()
@@ -85,8 +90,40 @@ def decode(arr):
 
 # ----------------------------------------------------------------------------- endpoints
 def test_every_endpoint_is_named(client):
-    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert ENDPOINTS <= names
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert ENDPOINTS <= set(api)
+    ref = [p for p in api["/restore"]["parameters"] if p["parameter_name"] == "reference_path"][0]
+    assert ref["parameter_has_default"] and ref["parameter_default"] is None  # the reference is optional
+
+
+def test_twin_why_and_the_server_log(env, client, tmp_path):
+    img = smooth_image(40, 48, 11)
+    save_image(img, tmp_path / "t.png")
+    img = load_image(tmp_path / "t.png")
+    client.predict(handle_file(str(tmp_path / "t.png")), api_name="/restore")  # no reference given
+    gallery, md = client.predict(api_name="/twin")
+    assert len(gallery) == 3 and "standard-conv twin" in md and "No clean reference" in md
+    close(read(gallery[0]["image"]), expected(env["model"], img))
+    close(read(gallery[1]["image"]), expected(env["twin"], img))
+
+    attr, fig, chans, md = client.predict(20, 10, None, None, api_name="/why")
+    assert "Region x 12–28, y 2–18 (17×17 px)" in md and 1 <= len(chans) <= 6
+    tr = interir.trace(env["model"], torch.from_numpy(img).permute(2, 0, 1)[None])
+    prev = to_uint8(img)[2:19, 12:29].astype(int)
+    for k, it in enumerate(tr.iterations):  # (b): mean |I_k - I_(k-1)| in the region, /255
+        cur = to_uint8(it.image[0].permute(1, 2, 0).numpy())[2:19, 12:29].astype(int)
+        bar = [t for t in plot_of(fig)["data"] if t["type"] == "bar"][0]
+        assert decode(bar["y"])[k] == pytest.approx(np.abs(cur - prev).mean(), abs=0.05)
+        prev = cur
+    assert read(attr).ndim == 3
+    *_, md = client.predict(5, 5, 30, 20, api_name="/why")
+    assert "Region x 5–30, y 5–20 (26×16 px)" in md
+    with pytest.raises(AppError, match="outside"):
+        client.predict(500, 500, None, None, api_name="/why")
+
+    log = env["server"].log.read_text()
+    assert re.search(r"request /restore image=48x40 \d+ ms ok", log)
+    assert re.search(r"request /why image=48x40 \d+ ms refused: the region", log)
 
 
 def test_restore_then_every_panel(env, client, tmp_path):
@@ -130,7 +167,7 @@ def test_restore_then_every_panel(env, client, tmp_path):
     assert val(client.predict("final_resm", layer, "mean", 0.3, api_name="/masks")[1]).startswith("final_resm.")
 
     fig, md, gallery = client.predict(5, api_name="/embedding")
-    from viz.embedding import load_reference, place
+    from interir.reference import load_reference, place
 
     ref = load_reference(env["root"] / "server" / "reference.npz")
     p = place(ref, tr.embedding.numpy(), k=5)
@@ -295,14 +332,14 @@ def test_handlers_leave_no_hooks_and_handle_standard_convs(tmp_path):
         ex.intervene(0, s, progress=lambda *a, **k: None)
         out = ex.masks(None, None, "mean", 0.5, s)
         emb = ex.embedding(8, s)
-        assert "No reference embedding" in emb[1]
+        assert "No reference embedding" in emb["emb_md"]
         for m in model.modules():
             assert not m._forward_hooks and not m._forward_pre_hooks
         if conv_type == "standard":
-            assert "standard convolutions" in out[-1]
-            assert len(ex.intervene(0, s, progress=lambda *a, **k: None)[0]) == 3
+            assert "standard convolutions" in out["m_md"]
+            assert len(ex.intervene(0, s, progress=lambda *a, **k: None)["iv_gallery"]) == 3
         ex.export(s)
-        from app.handlers import drop_session
+        from app.session import drop_session
 
         d = s.workdir
         drop_session(s)
@@ -311,7 +348,8 @@ def test_handlers_leave_no_hooks_and_handle_standard_convs(tmp_path):
 
 def test_reference_is_rebuilt_for_other_weights_without_touching_the_shipped_file(tmp_path, monkeypatch):
     import app.runtime as rt
-    from viz.embedding import Reference, load_reference, save_reference
+    import interir.reference as refset
+    from interir.reference import Reference, load_reference, save_reference
 
     torch.manual_seed(0)
     holder = rt.ModelHolder(interir.build_model("tiny", n_blocks=1, channels=4), "test")
@@ -327,14 +365,15 @@ def test_reference_is_rebuilt_for_other_weights_without_touching_the_shipped_fil
     shipped = tmp_path / "assets" / "reference_embedding.npz"
     save_reference(fake_ref("someone-else"), shipped)
     before = shipped.read_bytes()
-    monkeypatch.setattr(rt, "SHIPPED_REFERENCE", shipped)
+    monkeypatch.setattr(refset, "SHIPPED_REFERENCE", shipped)
     monkeypatch.setenv("INTERIR_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("INTERIR_REFERENCE", raising=False)
     calls = []
 
-    def builder(h, out, quick):
+    def builder(model, out, quick):
+        assert model is holder.model
         calls.append(out)
-        ref = fake_ref(h.hash)
+        ref = fake_ref(holder.hash)
         save_reference(ref, out)
         return ref
 

@@ -15,7 +15,7 @@ import interir.imageio
 from interir.errors import InterIRError
 from viz import compact_trace, parse_layer
 from viz.compact import to_uint8_hwc
-from viz.embedding import Reference, load_reference, nn_distance_p95, place, save_reference, weights_hash
+from interir.reference import Reference, load_reference, nn_distance_p95, place, save_reference, weights_hash
 from viz.images import (channel_grid, diff_image, fit_pca, heat_overlay, mask_overlay, pca_rgb,
                         resize_max, upsample_nearest, upscale_to)
 from viz.plots import (attention_figure, channel_rank_figure, combo_label, embedding_figure,
@@ -273,8 +273,21 @@ def test_attention_tiles_and_ranking():
     assert np.isnan(z[3, 0]) and len(fig["layout"]["shapes"]) == 1  # gap row; selected outlined
     rate = np.array([0.1, 0.9, 0.5])
     bars = channel_rank_figure(rate, np.array([1.0, 2.0, 3.0]), selected=1)["data"]
-    assert bars[0]["x"] == ["1", "2", "0"] and bars[1]["y"] == [2.0, 3.0, 1.0]
+    assert bars[0]["x"] == ["#1 · ch 1", "#2 · ch 2", "#3 · ch 0"] and bars[1]["y"] == [2.0, 3.0, 1.0]
     assert bars[0]["marker"]["color"][0] != bars[0]["marker"]["color"][1]  # selected highlighted
+
+
+def test_attention_grid_and_ranking_chart_agree_on_the_order():
+    """Issue 11: the attention grid (row by row) and the ranking chart list channels in one order,
+    with the same '#rank · ch c' labels; a selected channel beyond the shown tiles keeps its rank."""
+    rng = np.random.default_rng(1)
+    rate = rng.random(12)
+    att = rng.random((12, 3, 3)).astype(np.float32)
+    order = list(np.argsort(-rate, kind="stable"))
+    tiles = [a["text"] for a in attention_figure(att, order, selected=int(order[-1]), max_tiles=4,
+                                                 ncols=2)["layout"]["annotations"]]
+    bars = channel_rank_figure(rate, None)["data"][0]["x"]
+    assert tiles[:4] == bars[:4] and tiles[4] == bars[-1] == f"#12 · ch {order[-1]}"
 
 
 def test_combo_labels():

@@ -11,9 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from interir.fileio import atomic_write_text
+from interir.reference import Placement, Reference, place
+from interir.trace import jsonable
+
 from . import text
-from .compact import CompactTrace, _jsonable, parse_layer
-from .embedding import Placement, Reference, place
+from .compact import CompactTrace, parse_layer
 from .hover import HOVER_JS
 from .images import (channel_grid, diff_image, fit_pca, jpeg_data_uri, mask_overlay, pca_rgb, png_data_uri,
                      resize_max, thumbnail, upscale_to)
@@ -84,9 +87,7 @@ def _md(s: str) -> str:
 
 def lambda_basis(ct: CompactTrace) -> dict[str, np.ndarray]:
     """One PCA colour basis for Λ over all iterations (cached on the trace)."""
-    if "lambda_pca" not in ct._cache:
-        ct._cache["lambda_pca"] = fit_pca(ct.Lambda)
-    return ct._cache["lambda_pca"]
+    return ct.memo("lambda_pca", lambda: fit_pca(ct.Lambda))
 
 
 def _metric_line(ct: CompactTrace) -> str:
@@ -229,7 +230,7 @@ def build_report(ct: CompactTrace, reference: Reference | None = None, title: st
                      + (f": {html.escape(reference_note)}" if reference_note else "") + ".</div>")
 
     # --- summary
-    summary = json.dumps(_jsonable(ct.summary_dict()), indent=1)
+    summary = json.dumps(jsonable(ct.summary_dict()), indent=1)
     parts += ["<h2>Summary</h2>", f"<details><summary>JSON summary</summary><pre>{html.escape(summary)}</pre></details>",
               "</body></html>"]
     return "\n".join(parts)
@@ -237,8 +238,5 @@ def build_report(ct: CompactTrace, reference: Reference | None = None, title: st
 
 def write_report(html_text: str, path: str | os.PathLike) -> Path:
     """Write the report atomically (temporary file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html_text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    atomic_write_text(path, html_text)
+    return Path(path)
