@@ -44,7 +44,7 @@ DEFAULT_NEIGHBOURS = 8
 NO_TRACE = "Restore an image first (upload one, pick an example or use the degradation lab)."
 
 RESTORE_OUT = ("slider", "download", "info_md", "session")
-STEP_OUT = ("img_k", "diff_k", "curves", "step_md")
+STEP_OUT = ("img_k", "diff_k", "step_md")  # the curves' k marker moves in the browser (app.ui)
 MAT_OUT = ("mat_plot", "lam_grid", "lam_pca", "mat_md")
 MASK_OUT = ("m_group", "m_layer", "m_chan", "m_overlay", "m_att", "m_rank", "m_md")
 EMB_OUT = ("emb_plot", "emb_md", "emb_gallery")
@@ -257,7 +257,7 @@ class Explorer:
 
     @handler("step", STEP_OUT)
     def step(self, k: float, session: Session | None) -> Outputs:
-        """The decoded image at iteration k, its change from k − 1, the curves with k marked."""
+        """The decoded image at iteration k and its change from k − 1."""
         ct = self._trace(session)
         k = int(np.clip(_int(k or 0, "k"), 0, ct.n_iter - 1))
         img_path, diff_path = self._frame(ct, session, k)
@@ -272,10 +272,9 @@ class Explorer:
             md += f" · PSNR {ct.psnr[k]:.2f} dB"
             if ct.ssim is not None and np.isfinite(ct.ssim[k]):
                 md += f" · SSIM {ct.ssim[k]:.3f}"
-        return {"img_k": img_path, "diff_k": diff_path, "curves": plot_json(iteration_curves_json(ct, k)),
-                "step_md": md}
+        return {"img_k": img_path, "diff_k": diff_path, "step_md": md}
 
-    @fills("k_slider", *STEP_OUT, "curves_md")
+    @fills("k_slider", *STEP_OUT, "curves", "curves_md", first=True)
     def fill_iterations(self, session: Session) -> Outputs:
         ct = self._trace(session)
         n = ct.n_iter - 1
@@ -284,7 +283,7 @@ class Explorer:
                 session.frames[k] = pool("frames").submit(self._encode_frame, ct, session, k)
         ct.complete_ssim()  # deferred from restore so the restored image shows sooner
         return {"k_slider": gr.update(maximum=n, value=n), **self.step(n, session),
-                "curves_md": T.curve_notes(ct)}
+                "curves": plot_json(iteration_curves_json(ct, n)), "curves_md": T.curve_notes(ct)}
 
     @handler("play", ("playing", "timer", "play_btn"))
     def play_toggle(self, playing: bool, session: Session | None) -> Outputs:
@@ -570,12 +569,12 @@ class Explorer:
     def fill_export(self, session: Session) -> Outputs:
         return {"ex_files": None, "ex_md": ""}
 
-    # ---- everything after a restore
+    # ---- everything after a restore: the panel on screen first, then the others
     def _panels(self, session: Session | None) -> Outputs:
-        """Reset every selector to the new trace and fill every panel (one round trip)."""
+        """Fill the panels shown at once (the iterations) and the restore text's SSIM."""
         ct = self._trace(session)
         out: Outputs = {}
-        for fill in FILLERS:
+        for fill in FILLERS_FIRST:
             out.update(fill(self, session))
         info = list(session.info)
         if ct.psnr is not None and len(info) > 1:
@@ -583,10 +582,25 @@ class Explorer:
         out["info_md"] = "  \n".join(info)
         return out
 
+    def _panels_more(self, session: Session | None) -> Outputs:
+        """Reset every other panel's selectors to the new trace and fill it."""
+        self._trace(session)
+        out: Outputs = {}
+        for fill in FILLERS_MORE:
+            out.update(fill(self, session))
+        return out
 
-#: every ``@fills`` method, in class order; /panels fills all their outputs
+
+def _outputs(fillers: list[Any]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n for f in fillers for n in f.fills))
+
+
+#: every ``@fills`` method, in class order: /panels runs the ``first`` ones, /panels_more the rest
 FILLERS = [f for f in vars(Explorer).values() if hasattr(f, "fills")]
-PANEL_OUT = tuple(dict.fromkeys(n for f in FILLERS for n in f.fills)) + ("info_md",)
+FILLERS_FIRST = [f for f in FILLERS if f.fills_first]
+FILLERS_MORE = [f for f in FILLERS if not f.fills_first]
+PANEL_OUT = _outputs(FILLERS_FIRST) + ("info_md",)
 Explorer.panels = handler("panels", PANEL_OUT)(Explorer._panels)  # type: ignore[attr-defined]
+Explorer.panels_more = handler("panels_more", _outputs(FILLERS_MORE))(Explorer._panels_more)  # type: ignore[attr-defined]
 
 __all__ = ["Explorer", "Session", "DEFAULT_NEIGHBOURS", "EXAMPLES_DIR", "PANEL_OUT", "plot_json"]

@@ -261,11 +261,13 @@ def handler(name: str, outputs: tuple[str, ...]) -> Callable[[Callable[..., Outp
     return deco
 
 
-def fills(*outputs: str) -> Callable[[Callable[..., Outputs]], Callable[..., Outputs]]:
+def fills(*outputs: str, first: bool = False) -> Callable[[Callable[..., Outputs]], Callable[..., Outputs]]:
     """Mark an ``Explorer`` method ``(self, session) -> dict`` that fills its panel for a new
-    trace; :meth:`app.handlers.Explorer.panels` calls every one of them."""
+    trace: ``first`` ones (the panel on screen) run in /panels right after the restore, the
+    others in /panels_more just after."""
     def deco(fn: Callable[..., Outputs]) -> Callable[..., Outputs]:
         fn.fills = tuple(outputs)  # type: ignore[attr-defined]
+        fn.fills_first = first  # type: ignore[attr-defined]
         return fn
     return deco
 

@@ -30,8 +30,26 @@ THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="blue", neutral_hue="
                        font=["ui-sans-serif", "system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
                        font_mono=["ui-monospace", "SFMono-Regular", "Consolas", "monospace"])
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
-HEAD = f"<script>{HOVER_JS}</script>"
+# gradio's client replaces EventSource with a fetch stream whose close() only logs "Method not
+# implemented." (gradio/js/client), once per finished event: drop exactly that message.
+QUIET_JS = """(function () { const warn = console.warn;
+  console.warn = function (...a) { if (a.length === 1 && a[0] === 'Method not implemented.') { return; }
+    return warn.apply(console, a); }; })();"""
+HEAD = f"<script>{QUIET_JS}</script><script>{HOVER_JS}</script>"
 STATE_TTL_S = 3600
+# Moves the selected-iteration markers ("sel:<curve>" traces) and the dashed "k-line" shapes of
+# the iteration curves (viz.plots.iteration_curves) to k, with the plotly.js gradio loaded.
+MARK_K_JS = """(k) => {
+  const gd = document.querySelector('#curves .js-plotly-plot'); const P = window.Plotly;
+  if (!gd || !P || !gd.data) { return []; }
+  k = Math.round(Number(k)); const idx = [], xs = [], ys = [];
+  gd.data.forEach((t, i) => { if (typeof t.name === 'string' && t.name.startsWith('sel:')) {
+    const src = gd.data.find(u => u.name === t.name.slice(4));
+    idx.push(i); xs.push([k]); ys.push([src && src.y ? src.y[k] : null]); } });
+  if (idx.length) { P.restyle(gd, {x: xs, y: ys}, idx); }
+  const shapes = (gd.layout.shapes || []).map(s => s.name === 'k-line' ? Object.assign({}, s, {x0: k, x1: k}) : s);
+  P.relayout(gd, {shapes: shapes}); return [];
+}"""
 
 
 class RobustImage(gr.Image):
@@ -100,7 +118,7 @@ class Wiring:
         return dep.success(run, [self.c[n] for n in inputs], outputs, **kw)
 
 
-def _on_upload(ex: Explorer) -> tuple[Callable[..., Any], Callable[..., Any]]:
+def _on_upload(ex: Explorer) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
     """restore and panels for inp.change: a cleared input (None) changes nothing, shows no error."""
     def restore_auto(image: Any, reference: Any, session: Any, progress: gr.Progress = gr.Progress()) -> Any:
         return {} if image is None else ex.restore(image, reference, session, progress)
@@ -108,9 +126,13 @@ def _on_upload(ex: Explorer) -> tuple[Callable[..., Any], Callable[..., Any]]:
     def panels_auto(image: Any, session: Any) -> Any:
         return {} if image is None or session is None or session.trace is None else ex.panels(session)
 
+    def more_auto(image: Any, session: Any) -> Any:
+        return {} if image is None or session is None or session.trace is None else ex.panels_more(session)
+
     restore_auto.outputs = ex.restore.outputs  # type: ignore[attr-defined]
     panels_auto.outputs = ex.panels.outputs  # type: ignore[attr-defined]
-    return restore_auto, panels_auto
+    more_auto.outputs = ex.panels_more.outputs  # type: ignore[attr-defined]
+    return restore_auto, panels_auto, more_auto
 
 
 def _input_column(ex: Explorer, w: Wiring) -> None:
@@ -295,14 +317,18 @@ def _wire(ex: Explorer, w: Wiring) -> None:
     hidden = dict(show_progress="hidden")
     restored = w.on([c["restore_btn"].click], ex.restore, ["inp", "ref_inp", "session"], api_name="restore",
                     concurrency_limit=2)
-    w.then(restored, ex.panels, ["session"], api_name="panels")
-    restore_auto, panels_auto = _on_upload(ex)
+    w.then(w.then(restored, ex.panels, ["session"], api_name="panels"), ex.panels_more, ["session"],
+           api_name="panels_more")
+    restore_auto, panels_auto, more_auto = _on_upload(ex)
     auto = w.on([c["inp"].change], restore_auto, ["inp", "ref_inp", "session"], api_name="restore_auto",
                 trigger_mode="always_last")
-    w.then(auto, panels_auto, ["inp", "session"], api_name="panels_auto")
+    w.then(w.then(auto, panels_auto, ["inp", "session"], api_name="panels_auto"), more_auto, ["inp", "session"],
+           api_name="panels_more_auto")
     # writing inp triggers inp.change -> restore
     w.on([c["degrade_btn"].click], ex.degrade, ["clean_inp", "haze", "rain", "noise", "seed", "session"],
          api_name="degrade")
+    # the curves' k marker and line move in the browser: no figure round trip per step
+    c["k_slider"].change(None, [c["k_slider"]], None, js=MARK_K_JS)
     w.on([c["k_slider"].input], ex.step, ["k_slider", "session"], api_name="step", trigger_mode="always_last",
          **hidden)
     w.on([c["play_btn"].click], ex.play_toggle, ["playing", "session"], api_name="play")

@@ -140,11 +140,17 @@ def test_restore_then_every_panel(env, client, tmp_path):
     tr = interir.trace(model, torch.from_numpy(img).permute(2, 0, 1)[None])
     n = len(tr.iterations) - 1
     for k in range(n + 1):
-        im_k, diff_k, curves, md = client.predict(k, api_name="/step")
+        im_k, diff_k, md = client.predict(k, api_name="/step")
         close(read(im_k), to_uint8(tr.iterations[k].image[0].permute(1, 2, 0).numpy()))
         assert read(diff_k).shape == (44, 60, 3) and f"k = {k}" in md
-        sel = [t for t in plot_of(curves)["data"] if t.get("name") == "sel:fidelity"][0]
-        assert sel["x"] == [k] and sel["y"][0] == pytest.approx(tr.iterations[k].fidelity, rel=1e-4)
+    k_sl, im_k, diff_k, md, curves, notes, info = client.predict(api_name="/panels")  # the shown panel
+    assert val(k_sl) == n and f"k = {n} (the output)" in md and "Data fidelity" in notes
+    line = [t for t in plot_of(curves)["data"] if t.get("name") == "fidelity"][0]
+    assert line["y"] == pytest.approx([it.fidelity for it in tr.iterations], rel=1e-4)
+    sel = [t for t in plot_of(curves)["data"] if t.get("name") == "sel:fidelity"][0]
+    assert sel["x"] == [n] and sel["y"][0] == pytest.approx(tr.iterations[n].fidelity, rel=1e-4)
+    more = client.predict(api_name="/panels_more")
+    assert len(more) >= 20  # every other panel, filled by name
 
     fig, grid, pca, md = client.predict(1, "3", api_name="/matrices")
     heat = [t for t in plot_of(fig)["data"] if t["type"] == "heatmap"]
@@ -211,10 +217,10 @@ def test_degradation_lab_keeps_the_reference(env, client, tmp_path):
     np.testing.assert_array_equal(read(degraded), want)
     assert "H + R + N" in md
     _, _, info = client.predict(handle_file(degraded), None, api_name="/restore")
-    assert "degradation lab" in info and "PSNR" in info and "SSIM" in info
-    *_, curves, _ = client.predict(0, api_name="/step")
+    assert "degradation lab" in info and "PSNR" in info and "SSIM" in info and "follows" not in info
+    _, _, _, md, curves, notes, info = client.predict(api_name="/panels")
     titles = json.dumps(plot_of(curves)["layout"].get("annotations", []))
-    assert "PSNR vs clean reference" in titles
+    assert "PSNR vs clean reference" in titles and "**PSNR**" in notes and "SSIM" in info
 
 
 def test_uploaded_reference_and_shipped_example(env, client, tmp_path):
