@@ -314,7 +314,9 @@ def build_demo(ex: Explorer) -> gr.Blocks:
 
 def _wire(ex: Explorer, w: Wiring) -> None:
     c = w.c
-    hidden = dict(show_progress="hidden")
+    # the selectors' handlers take milliseconds: a direct request (no queue round trips) is
+    # ~100 ms faster per step in the browser (benchmarks/browser_latency.py)
+    fast = dict(show_progress="hidden", queue=False)
     restored = w.on([c["restore_btn"].click], ex.restore, ["inp", "ref_inp", "session"], api_name="restore",
                     concurrency_limit=2)
     w.then(w.then(restored, ex.panels, ["session"], api_name="panels"), ex.panels_more, ["session"],
@@ -330,17 +332,17 @@ def _wire(ex: Explorer, w: Wiring) -> None:
     # the curves' k marker and line move in the browser: no figure round trip per step
     c["k_slider"].change(None, [c["k_slider"]], None, js=MARK_K_JS)
     w.on([c["k_slider"].input], ex.step, ["k_slider", "session"], api_name="step", trigger_mode="always_last",
-         **hidden)
+         **fast)
     w.on([c["play_btn"].click], ex.play_toggle, ["playing", "session"], api_name="play")
-    w.on([c["timer"].tick], ex.play_tick, ["k_slider", "session"], api_name="play_tick", **hidden)
+    w.on([c["timer"].tick], ex.play_tick, ["k_slider", "session"], api_name="play_tick", **fast)
     w.on([c["mat_k"].input, c["mat_ch"].input], ex.matrices, ["mat_k", "mat_ch", "session"], api_name="matrices",
-         trigger_mode="always_last", **hidden)
+         trigger_mode="always_last", **fast)
     w.on([c["m_group"].input, c["m_layer"].input, c["m_chan"].input, c["m_opacity"].release], ex.masks,
          ["m_group", "m_layer", "m_chan", "m_opacity", "session"], api_name="masks", trigger_mode="always_last",
-         **hidden)
+         **fast)
     # release: dragging; input: typing a number in the box (and Enter)
     w.on([c["emb_k"].release, c["emb_k"].input], ex.embedding, ["emb_k", "session"], api_name="embedding",
-         trigger_mode="always_last", **hidden)
+         trigger_mode="always_last", **fast)
     w.on([c["why_img"].select], ex.why_select, ["why_mode", "why_corner", "session"], api_name="why_select")
     w.on([c["why_btn"].click], ex.why, ["why_x0", "why_y0", "why_x1", "why_y1", "session"], api_name="why",
          concurrency_limit=2)
