@@ -1,8 +1,11 @@
-"""ExplainConv2d: batched (one grouped conv) vs a per-sample loop vs a fixed nn.Conv2d of the
-same shape. Prints a table. Targets (issue 2): batched ≤ 1.5× fixed; ≥ 10× faster than the loop
-at batch 32.
+"""ExplainConv2d against a fixed depthwise nn.Conv2d of the same shape (and a per-sample loop),
+in inference and as a training step (forward + backward). Prints a table with the ratios.
+Target (issue 9): explainable ≤ 1.3× fixed on the CPU at batch 1 and batch 8.
 
-    python benchmarks/explain_conv.py [--device cpu|cuda] [--channels 96] [--size 64] [--compile]
+    python benchmarks/explain_conv.py [--device cpu|cuda] [--channels 96] [--compile]
+        [--cases "1x128,8x128,8x24"]       # batch x feature side; 128 = a 512² image, 24 = a 96² patch
+
+96 channels is the depthwise conv of an EPBlock at C = 48 (dw_expand 2).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import timeit  # noqa: E402
+from _timing import timeit_interleaved  # noqa: E402
 
 from interir import ExplainConv2d  # noqa: E402
 
@@ -24,8 +27,7 @@ def loop_forward(conv: ExplainConv2d, x: torch.Tensor) -> torch.Tensor:
     outs = []
     for b in range(x.shape[0]):
         xb = x[b:b + 1]
-        attn = conv.attention(conv.mask(xb))
-        w = conv.modulated_weight(attn)
+        w = conv.modulated_weight(conv.attention(conv.mask(xb)))
         outs.append(F.conv2d(xb, w, conv.bias, conv.stride, conv.padding, groups=conv.groups))
     return torch.cat(outs)
 
@@ -33,36 +35,45 @@ def loop_forward(conv: ExplainConv2d, x: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--channels", type=int, default=96, help="96 = the depthwise conv of the paper preset's EPBlock")
-    ap.add_argument("--size", type=int, default=64, help="feature map side (64 = a 256² image after 4× unshuffle)")
-    ap.add_argument("--batches", default="1,32")
-    ap.add_argument("--dense", action="store_true", help="also a dense 3×3 conv (groups=1)")
-    ap.add_argument("--compile", action="store_true", help="also torch.compile the batched conv")
+    ap.add_argument("--channels", type=int, default=96)
+    ap.add_argument("--cases", default="1x128,8x128,8x24", help="comma list of BATCHxSIDE")
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--compile", action="store_true", help="also torch.compile the explainable conv")
     args = ap.parse_args()
-    dev = args.device
-    c, s = args.channels, args.size
-    rows = []
-    kinds = [("depthwise", c)] + ([("dense", 1)] if args.dense else [])
-    for kind, groups in kinds:
-        conv = ExplainConv2d(c, c, 3, padding=1, groups=groups).to(dev).eval()
-        fixed = torch.nn.Conv2d(c, c, 3, padding=1, groups=groups).to(dev).eval()
-        compiled = torch.compile(conv) if args.compile else None
-        for b in [int(v) for v in args.batches.split(",")]:
-            x = torch.randn(b, c, s, s, device=dev)
-            with torch.inference_mode():
-                reps = 10 if dev == "cpu" else 50
-                t_fixed = timeit(lambda: fixed(x), dev, reps=reps)
-                t_batched = timeit(lambda: conv(x), dev, reps=reps)
-                t_loop = timeit(lambda: loop_forward(conv, x), dev, reps=max(3, reps // 3))
-                t_comp = timeit(lambda: compiled(x), dev, reps=reps) if compiled else float("nan")
-            rows.append((kind, b, t_fixed, t_batched, t_comp, t_loop))
-    print(f"device={dev} ({torch.cuda.get_device_name() if dev.startswith('cuda') else torch.get_num_threads()} "
-          f"{'' if dev.startswith('cuda') else 'threads'}), channels={c}, {s}x{s}, 3x3, torch {torch.__version__}")
-    print(f"{'conv':<10} {'batch':>5} {'fixed ms':>9} {'batched ms':>11} {'compiled ms':>12} {'loop ms':>9} "
-          f"{'batched/fixed':>14} {'loop/batched':>13}")
-    for kind, b, tf, tb, tc, tl in rows:
-        print(f"{kind:<10} {b:>5} {tf * 1e3:>9.3f} {tb * 1e3:>11.3f} {tc * 1e3:>12.3f} {tl * 1e3:>9.3f} "
-              f"{tb / tf:>14.2f} {tl / tb:>13.2f}")
+    dev, c = args.device, args.channels
+    torch.manual_seed(0)
+    conv = ExplainConv2d(c, c, 3, padding=1, groups=c).to(dev)
+    fixed = torch.nn.Conv2d(c, c, 3, padding=1, groups=c).to(dev)
+    with torch.no_grad():
+        conv.mask.tau.normal_(0, 0.3)
+    compiled = torch.compile(conv) if args.compile else None
+    where = torch.cuda.get_device_name() if dev.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    print(f"device={dev} ({where}), {c} channels, 3×3 depthwise, torch {torch.__version__}")
+    print(f"{'case':<14} {'fixed ms':>9} {'explain ms':>11} {'loop ms':>9} {'compiled ms':>12} {'explain/fixed':>14}")
+    for case in args.cases.split(","):
+        b, s = (int(v) for v in case.split("x"))
+        x = torch.randn(b, c, s, s, device=dev)
+        xg = x.clone().requires_grad_()
+        for mode in ("infer", "train"):
+            if mode == "infer":
+                def run(m):
+                    def f():
+                        with torch.inference_mode():
+                            m(x)
+                    return f
+            else:
+                def run(m):
+                    def f():
+                        m(xg).square().mean().backward()
+                    return f
+            fns = [run(fixed), run(conv), run(lambda t: loop_forward(conv, t))]
+            if compiled is not None:
+                fns.append(run(compiled))
+            times = timeit_interleaved(fns, dev, warmup=2, reps=args.reps)
+            tf, te, tl = times[:3]
+            tc = times[3] if compiled is not None else float("nan")
+            print(f"{case + ' ' + mode:<14} {tf * 1e3:>9.3f} {te * 1e3:>11.3f} {tl * 1e3:>9.3f} {tc * 1e3:>12.3f} "
+                  f"{te / tf:>14.2f}")
 
 
 if __name__ == "__main__":

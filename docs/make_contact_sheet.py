@@ -1,5 +1,6 @@
 """Build ``docs/degradations.png``: the seven degradation combos (rows) at low / mid / high
-levels (25 / 50 / 90 % of each range, columns), next to the clean crop.
+levels (25 / 50 / 90 % of each range, columns), next to the clean crop, and a last row of rain
+close-ups (the centre of the rain row's tiles at 2x, nearest neighbour).
 
 Usage: python docs/make_contact_sheet.py [--photos A.jpg B.jpg] [--out docs/degradations.png]
 By default two photos from ``../shared/data/bsd400`` (relative to the repository) are used;
@@ -21,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from interir.data.degrade import COMBOS, RANGES, combo_levels, degrade_image  # noqa: E402
 from interir.imageio import load_image, to_uint8  # noqa: E402
 
-DEFAULT_PHOTOS = ["117025.jpg", "146074.jpg"]
+DEFAULT_PHOTOS = ["117025.jpg", "100075.jpg"]
 FRACTIONS = (0.25, 0.5, 0.9)
 TILE = 224
 LABEL_W = 176
@@ -50,7 +51,8 @@ def build(photos: list[Path], out: Path, seed: int = 0) -> None:
     cols = 1 + len(FRACTIONS)
     width = LABEL_W + cols * (TILE + GAP)
     row_h = TILE + CAPTION_H + GAP
-    sheet = Image.new("RGB", (width, HEADER_H + len(COMBOS) * row_h), "white")
+    n_rows = len(COMBOS) + 1
+    sheet = Image.new("RGB", (width, HEADER_H + n_rows * row_h), "white")
     draw = ImageDraw.Draw(sheet)
     big, small = _font(17), _font(13)
     heads = ["clean"] + [f"{int(f * 100)} % of range" for f in FRACTIONS]
@@ -68,11 +70,23 @@ def build(photos: list[Path], out: Path, seed: int = 0) -> None:
             img = degrade_image(clean, *lv, seed=seed + r)
             cap = "  ".join(f"{k[0]}={v:g}" for k, v, on in zip(RANGES, lv, active) if on)
             tiles.append((img, cap))
+        if combo == "rain":
+            rain_tiles = tiles
         for c, (img, cap) in enumerate(tiles):
             x0 = LABEL_W + c * (TILE + GAP)
             sheet.paste(Image.fromarray(to_uint8(img)), (x0, y0))
             if cap:
                 draw.text((x0 + 4, y0 + TILE + 3), cap, fill="black", font=small)
+    # close-ups of the rain row: the centre quarter of each tile, 2x nearest neighbour
+    y0 = HEADER_H + len(COMBOS) * row_h
+    draw.text((8, y0 + TILE // 2 - 10), "rain, 2x close-up", fill="black", font=big)
+    q = TILE // 4
+    for c, (img, cap) in enumerate(rain_tiles):
+        x0 = LABEL_W + c * (TILE + GAP)
+        zoom = Image.fromarray(to_uint8(img[q:TILE - q, q:TILE - q]))
+        sheet.paste(zoom.resize((TILE, TILE), Image.NEAREST), (x0, y0))
+        if cap:
+            draw.text((x0 + 4, y0 + TILE + 3), cap, fill="black", font=small)
     # an adaptive palette keeps the noisy tiles' PNG small (~1 MB) at little visible cost
     sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
         out, optimize=True)

@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             mod = importlib.import_module(modpath)
         except ModuleNotFoundError as exc:
-            if exc.name == modpath:  # command not built yet
-                continue
+            if exc.name == modpath:  # a listed command without its module: a broken install
+                raise InterIRError(f"command {name!r}: module {modpath} is missing; reinstall "
+                                   "interir") from None
             raise
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
@@ -48,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except InterIRError as exc:
+        print(f"interir: error: {exc}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

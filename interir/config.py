@@ -20,12 +20,17 @@ import yaml
 
 from .errors import InterIRError
 
-__all__ = ["load_config", "validate_config", "SCHEMA", "COMBO_NAMES"]
+__all__ = ["load_config", "validate_config", "stage_weights", "SCHEMA", "COMBO_NAMES",
+           "DEEP_SUPERVISION_SHORTHANDS"]
 
 #: The seven degradation combinations (same order as ``interir.data.degrade.COMBOS``).
 COMBO_NAMES = ("haze_rain_noise", "haze_rain", "haze_noise", "rain_noise", "haze", "rain", "noise")
 
 _REQUIRED = object()
+_ABSENT = object()  # default of an optional key that stays out of the validated config
+
+#: Shorthands for ``train.loss.deep_supervision`` (weights over the n + 1 early exits, k = 0..n).
+DEEP_SUPERVISION_SHORTHANDS = ("uniform", "linear", "last")
 
 
 class _Field:
@@ -75,6 +80,8 @@ class _Field:
                     or not all(0.0 <= float(b) < 1.0 for b in value)):
                 raise InterIRError(f"{key}: expected two numbers in [0, 1), got {value!r}")
             value = [float(b) for b in value]
+        elif kind == "stage_weights":
+            value = _check_stage_weights(key, value)
         elif kind == "combos":
             if value == "all":
                 value = list(COMBO_NAMES)
@@ -99,7 +106,53 @@ class _Field:
 
     def _describe(self) -> str:
         return {"int": "an integer", "float": "a number", "bool": "true/false",
-                "str": "a string", "betas": "two numbers", "combos": "a list of combos"}[self.kind]
+                "str": "a string", "betas": "two numbers", "combos": "a list of combos",
+                "stage_weights": "a shorthand or a list of weights"}[self.kind]
+
+
+def _check_stage_weights(key: str, value: Any) -> str | list[float]:
+    """A deep-supervision shorthand, or its explicit weights (``{weights: [...]}`` or a list)."""
+    if isinstance(value, str):
+        if value not in DEEP_SUPERVISION_SHORTHANDS:
+            raise InterIRError(f"{key}: expected one of {', '.join(DEEP_SUPERVISION_SHORTHANDS)} "
+                               f"or {{weights: [w_0, ..., w_n]}}, got {value!r}")
+        return value
+    if isinstance(value, dict):
+        if set(value) != {"weights"}:
+            raise InterIRError(f"{key}: expected a mapping with the one key 'weights', got keys "
+                               f"{', '.join(map(str, value)) or '(none)'}")
+        value = value["weights"]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InterIRError(f"{key}: expected a shorthand ({', '.join(DEEP_SUPERVISION_SHORTHANDS)})"
+                           f" or a non-empty list of weights, got {value!r}")
+    weights = [_Field("float", min_value=0.0).check(f"{key}.weights[{i}]", w)
+               for i, w in enumerate(value)]
+    if sum(weights) <= 0:
+        raise InterIRError(f"{key}.weights: at least one weight must be > 0")
+    return weights
+
+
+def stage_weights(spec: str | list[float], n_blocks: int) -> list[float]:
+    """The n + 1 deep-supervision weights (one per early exit, summing to 1) for ``spec``.
+
+    ``uniform``: all equal; ``linear``: proportional to k + 1 (later iterations weigh more);
+    ``last``: only the final output (the paper's loss); a list: normalised by its sum.
+    """
+    n_exits = n_blocks + 1
+    if spec == "uniform":
+        raw = [1.0] * n_exits
+    elif spec == "linear":
+        raw = [float(k + 1) for k in range(n_exits)]
+    elif spec == "last":
+        raw = [0.0] * n_blocks + [1.0]
+    else:
+        raw = [float(w) for w in spec]
+        if len(raw) != n_exits:
+            raise InterIRError(f"train.loss.deep_supervision.weights: expected {n_exits} weights "
+                               f"(n_blocks + 1 = one per early exit, k = 0..{n_blocks}), got "
+                               f"{len(raw)}")
+    total = sum(raw)
+    return [w / total for w in raw]
 
 
 F = _Field
@@ -140,6 +193,9 @@ SCHEMA: dict[str, Any] = {
         "loss": {
             "l1": F("float", 1.0, min_value=0.0),
             "fft": F("float", 0.1, min_value=0.0),
+            # optional: the loss on every early-exit decode, weighted (see stage_weights);
+            # absent or null: the paper's loss on the output alone
+            "deep_supervision": F("stage_weights", _ABSENT, nullable=True),
         },
         "grad_clip": F("float", None, nullable=True, positive=True),
         "amp": F("str", "none", choices=("none", "bf16")),
@@ -188,6 +244,8 @@ def _validate_section(schema: dict, data: Any, prefix: str) -> dict:
             out[key] = _validate_section(spec, data.get(key), full)
         elif key in data:
             out[key] = spec.check(full, data[key])
+        elif spec.default is _ABSENT:
+            continue
         elif spec.default is _REQUIRED:
             raise InterIRError(f"{full}: missing key")
         else:
@@ -228,7 +286,20 @@ def validate_config(raw: Any) -> dict:
     tr = cfg["datasets"]["train"]
     if tr["patch_size"] < 8:
         raise InterIRError(f"datasets.train.patch_size: must be >= 8, got {tr['patch_size']}")
+    loss = cfg["train"]["loss"]
+    spec = loss.pop("deep_supervision", None)
+    if spec is not None:  # resolved to n + 1 normalised weights
+        loss["deep_supervision"] = stage_weights(spec, _n_blocks(cfg["network"]))
     return cfg
+
+
+def _n_blocks(network: dict) -> int:
+    from .model.interir import PRESETS
+
+    n = network.get("n_blocks", PRESETS[network["preset"]]["n_blocks"])
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InterIRError(f"network.n_blocks: expected an integer >= 1, got {n!r}")
+    return n
 
 
 def load_config(path: str | os.PathLike) -> dict:

@@ -1,7 +1,7 @@
 """Evaluation on paired test folders: PSNR / SSIM per degradation combination, for the model,
 the degraded inputs and the classical DCP + NLM baseline, and a Table-1-style markdown table.
 
-Data layout (see DESIGN.md): ``DIR/<combo>/input/*.png`` + ``DIR/<combo>/target/*.png`` for
+Data layout (see docs/design.md): ``DIR/<combo>/input/*.png`` + ``DIR/<combo>/target/*.png`` for
 the combos present (in ``COMBOS`` order), or a plain ``DIR/input`` + ``DIR/target`` counted as
 one combo named after ``DIR``. Discovery is :func:`interir.data.datasets.discover_eval_sets`.
 
@@ -10,6 +10,19 @@ mean over combos** (as in the paper's Table 1), not over images. Metrics follow
 :mod:`interir.metrics` (8-bit quantised, 0-255 scale, optional Y channel / border crop).
 An infinite PSNR (an image identical to its target) stays ``inf`` in the returned dict and is
 written as ``null`` by :func:`to_json`.
+
+Beyond PSNR / SSIM (issue targets for a model worth stepping through):
+
+* ``"brightness"``: per combo, the signed mean and the mean absolute of
+  ``mean(output) - mean(target)`` over the images, on the 0-255 scale (RGB, 8-bit quantised,
+  whole image), for the model, the degraded input and the classical baseline.
+* ``"iterations"`` (``iterations=True``; one :func:`interir.trace` per image): per combo the
+  mean early-exit PSNR of every iteration's decode, the mean relative data residual
+  ``||A_k I_{k+1} B_k - z|| / ||z||`` (z: the embedded input), and the fraction of pairs whose
+  PSNR never drops by more than :data:`MONOTONE_TOL_DB` from one iteration to the next and
+  whose residual decreases at every iteration; ``"all_pairs"`` pools every pair.
+* :func:`evaluate_awgn`: the same numbers for additive white Gaussian noise (clipped, 8-bit)
+  on centre crops of clean photos, as one more combo named ``awgn<sigma>``.
 """
 from __future__ import annotations
 
@@ -17,7 +30,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -26,11 +39,16 @@ from . import metrics
 from .classical import classical_restore
 from .fileio import atomic_write_text
 from .errors import InterIRError
+from .imageio import to_uint8
 
 #: Row label of the classical baseline in the markdown table.
 CLASSICAL_LABEL = "Classical (DCP + NLM)"
 INPUT_LABEL = "Degraded input"
 _LETTERS = {"haze": "H", "rain": "R", "noise": "N"}
+#: An early-exit PSNR curve counts as non-decreasing if no iteration loses more than this (dB).
+MONOTONE_TOL_DB = 0.05
+#: The rows measured per image (model, degraded input, classical baseline).
+_ROWS = ("model", "input", "classical")
 
 
 def combo_label(name: str) -> str:
@@ -59,6 +77,67 @@ def _summarise(per_combo: dict[str, list[tuple[float, float]]]) -> dict[str, Any
     return {"combos": combos, "average": avg}
 
 
+def brightness_bias(pred: np.ndarray, target: np.ndarray) -> float:
+    """``mean(pred) - mean(target)`` on the 0-255 scale, both (H,W,3) in [0,1] quantised to
+    8 bit first (RGB, whole image)."""
+    return float(to_uint8(pred).mean(dtype=np.float64) - to_uint8(target).mean(dtype=np.float64))
+
+
+def _summarise_bias(per_combo: dict[str, list[float]]) -> dict[str, Any]:
+    combos = {name: {"bias": float(np.mean(v)), "abs_bias": float(np.mean(np.abs(v))),
+                     "n": len(v)} for name, v in per_combo.items()}
+    avg = {key: float(np.mean([c[key] for c in combos.values()])) for key in ("bias", "abs_bias")}
+    return {"combos": combos, "average": avg}
+
+
+def _embedded_input(it: Any) -> torch.Tensor:
+    """The embedded input z of a trace iteration. interir.trace keeps it as the private
+    ``_z`` (used for its ``fidelity``); read here until the trace offers a public name."""
+    return it._z
+
+
+def relative_residual(it: Any) -> float:
+    """``||A_k I_{k+1} B_k - z|| / ||z||`` of one :class:`interir.trace.IterationRecord`: how
+    far the iterate, pushed through the estimated degradation, is from the embedded input."""
+    z = _embedded_input(it)
+    with torch.inference_mode():
+        r = torch.linalg.vector_norm((it.A @ it.I @ it.B - z).double())
+        return float(r / torch.linalg.vector_norm(z.double()).clamp_min(1e-12))
+
+
+def non_decreasing(values: Sequence[float], tol: float = MONOTONE_TOL_DB) -> bool:
+    """No step loses more than ``tol``."""
+    return all(b >= a - tol for a, b in zip(values, values[1:]))
+
+
+def decreasing(values: Sequence[float]) -> bool:
+    """Every step is strictly lower than the one before."""
+    return all(b < a for a, b in zip(values, values[1:]))
+
+
+def iteration_curves(tr: Any, target: np.ndarray, crop_border: int = 0, y_channel: bool = False
+                     ) -> tuple[list[float], list[float]]:
+    """(early-exit PSNR per iteration, relative data residual per iteration) of a trace
+    against ``target`` (H,W,3); decodes are clipped to [0, 1] as the model's output is."""
+    psnrs = [metrics.psnr(_to_numpy_hwc(it.image.clamp(0.0, 1.0)), target, crop_border,
+                          y_channel) for it in tr.iterations]
+    return psnrs, [relative_residual(it) for it in tr.iterations]
+
+
+def _summarise_iterations(per_combo: dict[str, list[tuple[list[float], list[float]]]],
+                          tol: float) -> dict[str, Any]:
+    def block(pairs: list[tuple[list[float], list[float]]]) -> dict[str, Any]:
+        ps = np.array([p for p, _ in pairs], dtype=np.float64)
+        rs = np.array([r for _, r in pairs], dtype=np.float64)
+        return {"n": len(pairs), "psnr": ps.mean(0).tolist(), "residual": rs.mean(0).tolist(),
+                "psnr_non_decreasing": float(np.mean([non_decreasing(p, tol) for p, _ in pairs])),
+                "residual_decreasing": float(np.mean([decreasing(r) for _, r in pairs]))}
+
+    pooled = [pair for pairs in per_combo.values() for pair in pairs]
+    return {"combos": {name: block(pairs) for name, pairs in per_combo.items()},
+            "all_pairs": block(pooled), "tolerance_db": tol}
+
+
 def _discover(data_root: str | os.PathLike) -> dict[str, Any]:
     root = Path(data_root)
     if not root.exists():
@@ -76,11 +155,94 @@ def _discover(data_root: str | os.PathLike) -> dict[str, Any]:
     return sets
 
 
+PairSource = Callable[[int], tuple[torch.Tensor, torch.Tensor, str]]
+
+
+def _check_options(max_images: int | None, crop_border: int) -> int:
+    if max_images is not None and (isinstance(max_images, bool) or int(max_images) < 1):
+        raise InterIRError(f"max_images must be a positive integer, got {max_images!r}")
+    if isinstance(crop_border, bool) or int(crop_border) < 0:
+        raise InterIRError(f"crop_border must be a non-negative integer, got {crop_border!r}")
+    return int(crop_border)
+
+
+def _run(model: torch.nn.Module | None, sets: dict[str, tuple[PairSource, int]],
+         y_channel: bool, crop_border: int, dev: torch.device, include_classical: bool,
+         iterations: bool, tol: float,
+         progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None,
+         ) -> dict[str, Any]:
+    """Measure every pair of ``sets`` ({combo: (get(i) -> (input, target, name), count)}) and
+    return the result blocks (without ``meta``). The model's mode is restored afterwards."""
+    if iterations and model is not None:
+        from .model.interir import InterIR
+
+        if not isinstance(model, InterIR):
+            raise InterIRError("per-iteration evaluation needs an InterIR model (it traces it)")
+    rows: dict[str, dict[str, list[tuple[float, float]]]] = {k: {} for k in _ROWS}
+    bias: dict[str, dict[str, list[float]]] = {k: {} for k in _ROWS}
+    curves: dict[str, list[tuple[list[float], list[float]]]] = {}
+    was_training = model.training if model is not None else False
+    if model is not None:
+        model.eval()
+    try:
+        for combo, (get, n) in sets.items():
+            for key in _ROWS:
+                rows[key][combo], bias[key][combo] = [], []
+            curves[combo] = []
+            indices: Iterable[int] = range(n)
+            if progress is not None:
+                indices = progress(indices, n, combo)
+            for i in indices:
+                inp, target, name = get(i)
+                tgt = _to_numpy_hwc(target)
+
+                def measure(key: str, pred: np.ndarray) -> None:
+                    try:
+                        rows[key][combo].append((metrics.psnr(pred, tgt, crop_border, y_channel),
+                                                 metrics.ssim(pred, tgt, crop_border, y_channel)))
+                        bias[key][combo].append(brightness_bias(pred, tgt))
+                    except InterIRError as exc:
+                        raise InterIRError(f"{combo}/{name}: {exc}") from None
+
+                inp_np = _to_numpy_hwc(inp)
+                measure("input", inp_np)
+                if model is not None:
+                    x = (inp.unsqueeze(0) if inp.ndim == 3 else inp).to(dev, torch.float32)
+                    if iterations:
+                        from .trace import trace
+
+                        tr = trace(model, x)
+                        y = tr.output.clamp(0.0, 1.0)
+                        curves[combo].append(iteration_curves(tr, tgt, crop_border, y_channel))
+                    else:
+                        with torch.inference_mode():
+                            y = model(x).clamp(0.0, 1.0)
+                    measure("model", _to_numpy_hwc(y))
+                if include_classical:
+                    measure("classical", classical_restore(inp_np))
+    finally:
+        if model is not None:
+            model.train(was_training)
+    result: dict[str, Any] = {}
+    if model is not None:
+        result.update(_summarise(rows["model"]))
+    result["input"] = _summarise(rows["input"])
+    if include_classical:
+        result["classical"] = _summarise(rows["classical"])
+    result["brightness"] = {k: _summarise_bias(bias[k]) for k in _ROWS
+                            if (k != "model" or model is not None)
+                            and (k != "classical" or include_classical)}
+    if iterations and model is not None:
+        result["iterations"] = _summarise_iterations(curves, tol)
+    return result
+
+
 def evaluate(model: torch.nn.Module | None, data_root: str | os.PathLike, y_channel: bool = False,
              crop_border: int = 0, device: str | torch.device = "cpu",
              max_images: int | None = None, include_classical: bool = True,
              weights: str | None = None,
              progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+             iterations: bool = False, tolerance_db: float = MONOTONE_TOL_DB,
              ) -> dict[str, Any]:
     """Evaluate ``model`` (and the degraded inputs and, optionally, the classical baseline).
 
@@ -88,69 +250,78 @@ def evaluate(model: torch.nn.Module | None, data_root: str | os.PathLike, y_chan
     ``weights`` is only recorded in ``meta``. ``model=None`` skips the model row (only
     ``"input"``/``"classical"`` are filled). ``progress(iterable, total, desc)`` may wrap the
     per-combo loop (e.g. with tqdm). The model's train/eval mode is restored afterwards.
+    ``iterations=True`` traces every image (an InterIR model) for the ``"iterations"`` block.
 
     Returns ``{"combos": {name: {"psnr", "ssim", "n"}}, "average": {"psnr", "ssim"},
-    "input": {"combos", "average"}, "classical": {...} (if included), "meta": {...}}``.
+    "input": {"combos", "average"}, "classical": {...} (if included),
+    "brightness": {"model" | "input" | "classical": {"combos": {name: {"bias", "abs_bias",
+    "n"}}, "average": {"bias", "abs_bias"}}}, "iterations": {...} (if asked), "meta": {...}}``.
     """
-    if max_images is not None and (isinstance(max_images, bool) or int(max_images) < 1):
-        raise InterIRError(f"max_images must be a positive integer, got {max_images!r}")
-    if isinstance(crop_border, bool) or int(crop_border) < 0:
-        raise InterIRError(f"crop_border must be a non-negative integer, got {crop_border!r}")
-    crop_border = int(crop_border)
+    crop_border = _check_options(max_images, crop_border)
     sets = _discover(data_root)
-    dev = torch.device(device)
-
-    rows: dict[str, dict[str, list[tuple[float, float]]]] = {"model": {}, "input": {},
-                                                              "classical": {}}
-    was_training = model.training if model is not None else False
-    if model is not None:
-        model.eval()
-    n_total = 0
-    try:
-        for combo, ds in sets.items():
-            n = len(ds) if max_images is None else min(len(ds), int(max_images))
-            for key in rows:
-                rows[key][combo] = []
-            indices: Iterable[int] = range(n)
-            if progress is not None:
-                indices = progress(indices, n, combo)
-            for i in indices:
-                inp, target, name = ds[i]
-                where = f"{combo}/{name}"
-                tgt = _to_numpy_hwc(target)
-                inp_np = _to_numpy_hwc(inp)
-
-                def measure(pred: np.ndarray) -> tuple[float, float]:
-                    try:
-                        return (metrics.psnr(pred, tgt, crop_border, y_channel),
-                                metrics.ssim(pred, tgt, crop_border, y_channel))
-                    except InterIRError as exc:
-                        raise InterIRError(f"{where}: {exc}") from None
-
-                rows["input"][combo].append(measure(inp_np))
-                if model is not None:
-                    x = inp.unsqueeze(0) if inp.ndim == 3 else inp
-                    with torch.inference_mode():
-                        y = model(x.to(dev, torch.float32)).clamp(0.0, 1.0)
-                    rows["model"][combo].append(measure(_to_numpy_hwc(y)))
-                if include_classical:
-                    rows["classical"][combo].append(measure(classical_restore(inp_np)))
-                n_total += 1
-    finally:
-        if model is not None:
-            model.train(was_training)
-
-    result: dict[str, Any] = {}
-    if model is not None:
-        result.update(_summarise(rows["model"]))
-    result["input"] = _summarise(rows["input"])
-    if include_classical:
-        result["classical"] = _summarise(rows["classical"])
+    runs = {name: (ds.__getitem__, len(ds) if max_images is None else min(len(ds), int(max_images)))
+            for name, ds in sets.items()}
+    result = _run(model, runs, y_channel, crop_border, torch.device(device), include_classical,
+                  iterations, float(tolerance_db), progress)
     result["meta"] = {"weights": None if weights is None else str(weights),
                       "data": str(data_root), "y_channel": bool(y_channel),
-                      "crop_border": crop_border, "n_images": n_total,
+                      "crop_border": crop_border, "n_images": sum(n for _, n in runs.values()),
                       "max_images_per_combo": None if max_images is None else int(max_images),
-                      "average": "unweighted mean over combos"}
+                      "average": "unweighted mean over combos",
+                      "brightness": "mean(output) - mean(target), 0-255 scale, RGB, 8-bit"}
+    return result
+
+
+def awgn_pairs(clean_dir: str | os.PathLike, sigma: float = 25.0, size: int = 256, seed: int = 0,
+               max_images: int | None = None) -> tuple[PairSource, int]:
+    """``(get, count)`` over the clean photos of ``clean_dir`` (sorted by name): ``get(i)``
+    returns (noisy, clean, name) with ``clean`` the photo's centre ``size``^2 crop (as
+    ``make-testset`` crops) quantised to 8 bit and ``noisy`` = clean + N(0, (sigma/255)^2),
+    clipped to [0, 1] and quantised to 8 bit; the noise of photo i is seeded by (seed, i)."""
+    from .commands.make_testset import centre_square
+    from .data.datasets import list_images
+    from .imageio import load_image
+
+    if not math.isfinite(float(sigma)) or float(sigma) <= 0:
+        raise InterIRError(f"sigma must be a positive number, got {sigma!r}")
+    paths = list_images(clean_dir)
+    if not paths:
+        raise InterIRError(f"{clean_dir}: no images found")
+    if max_images is not None:
+        paths = paths[:int(max_images)]
+
+    def get(i: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        clean = to_uint8(centre_square(load_image(paths[i]), size)).astype(np.float32) / 255.0
+        x = torch.from_numpy(np.ascontiguousarray(clean.transpose(2, 0, 1)))
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + i)
+        noisy = (x + torch.randn(x.shape, generator=g) * (float(sigma) / 255.0)).clamp(0, 1)
+        noisy = torch.from_numpy(to_uint8(noisy.permute(1, 2, 0).numpy()).transpose(2, 0, 1))
+        return noisy.float() / 255.0, x, paths[i].name
+
+    return get, len(paths)
+
+
+def evaluate_awgn(model: torch.nn.Module | None, clean_dir: str | os.PathLike,
+                  sigma: float = 25.0, size: int = 256, seed: int = 0,
+                  max_images: int | None = None, y_channel: bool = False, crop_border: int = 0,
+                  device: str | torch.device = "cpu", include_classical: bool = False,
+                  weights: str | None = None, iterations: bool = False,
+                  progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+                  ) -> dict[str, Any]:
+    """:func:`evaluate` on :func:`awgn_pairs` (one combo, ``awgn<sigma>``): the same result
+    layout, so :func:`to_markdown` and :func:`to_json` apply."""
+    crop_border = _check_options(max_images, crop_border)
+    name = f"awgn{float(sigma):g}"
+    get, n = awgn_pairs(clean_dir, sigma, size, seed, max_images)
+    result = _run(model, {name: (get, n)}, y_channel, crop_border, torch.device(device),
+                  include_classical, iterations, MONOTONE_TOL_DB, progress)
+    result["meta"] = {"weights": None if weights is None else str(weights),
+                      "data": f"{clean_dir} + AWGN sigma {float(sigma):g} (clipped, 8-bit), "
+                              f"centre {size}x{size}, seed {seed}",
+                      "y_channel": bool(y_channel), "crop_border": crop_border, "n_images": n,
+                      "max_images_per_combo": None if max_images is None else int(max_images),
+                      "average": "unweighted mean over combos",
+                      "brightness": "mean(output) - mean(target), 0-255 scale, RGB, 8-bit"}
     return result
 
 
@@ -158,6 +329,13 @@ def _cell(entry: dict[str, Any]) -> str:
     p = entry["psnr"]
     ps = "inf" if math.isinf(p) else f"{p:.2f}"
     return f"{ps}/{entry['ssim']:.3f}"
+
+
+def _model_label(result: dict[str, Any], model_label: str | None) -> str:
+    if model_label is not None:
+        return model_label
+    weights = result.get("meta", {}).get("weights")
+    return f"InterIR ({Path(weights).name})" if weights else "InterIR"
 
 
 def to_markdown(result: dict[str, Any], model_label: str | None = None) -> str:
@@ -172,9 +350,7 @@ def to_markdown(result: dict[str, Any], model_label: str | None = None) -> str:
     rule = "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|"
     lines = ["| " + " | ".join(header) + " |", rule]
     meta = result.get("meta", {})
-    if model_label is None:
-        weights = meta.get("weights")
-        model_label = f"InterIR ({Path(weights).name})" if weights else "InterIR"
+    model_label = _model_label(result, model_label)
 
     def row(label: str, block: dict[str, Any]) -> str:
         cells = [_cell(block["combos"][n]) if n in block["combos"] else "-" for n in names]
@@ -191,6 +367,47 @@ def to_markdown(result: dict[str, Any], model_label: str | None = None) -> str:
     lines.append(f"PSNR (dB) / SSIM on {space}, 8-bit quantised, border crop "
                  f"{meta.get('crop_border', 0)} px; Average = mean over combos; "
                  f"images per combo: {counts}.")
+    return "\n".join(lines) + "\n"
+
+
+def brightness_markdown(result: dict[str, Any], model_label: str | None = None) -> str:
+    """Markdown table of the ``"brightness"`` block: cells ``signed/absolute`` bias (0-255)."""
+    bright = result["brightness"]
+    names = list(bright["input"]["combos"])
+    labels = {"model": _model_label(result, model_label), "input": INPUT_LABEL,
+              "classical": CLASSICAL_LABEL}
+    header = ["Method"] + [combo_label(n) for n in names] + ["Average"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|"]
+
+    def cell(e: dict[str, Any]) -> str:
+        return f"{e['bias']:+.2f}/{e['abs_bias']:.2f}"
+
+    for key, block in bright.items():
+        cells = [cell(block["combos"][n]) for n in names] + [cell(block["average"])]
+        lines.append("| " + " | ".join([labels[key]] + cells) + " |")
+    lines += ["", "Brightness bias mean(output) - mean(target) on the 0-255 scale (RGB, 8-bit): "
+                  "signed mean / mean of the absolute value over each combination's images."]
+    return "\n".join(lines) + "\n"
+
+
+def iterations_markdown(result: dict[str, Any]) -> str:
+    """Markdown table of the ``"iterations"`` block: per combo, the mean early-exit PSNR and
+    relative data residual over k, and the fractions of monotone pairs."""
+    it = result["iterations"]
+    lines = ["| Combination | early-exit PSNR over k (dB) | ‖A I B − z‖ / ‖z‖ over k | "
+             "PSNR non-decreasing | residual decreasing |", "|---|---|---|:---:|:---:|"]
+
+    def row(label: str, b: dict[str, Any]) -> str:
+        ps = " → ".join("inf" if math.isinf(v) else f"{v:.2f}" for v in b["psnr"])
+        rs = " → ".join(f"{v:.3g}" for v in b["residual"])
+        return (f"| {label} | {ps} | {rs} | {100 * b['psnr_non_decreasing']:.0f} % | "
+                f"{100 * b['residual_decreasing']:.0f} % |")
+
+    lines += [row(combo_label(n), b) for n, b in it["combos"].items()]
+    lines.append(row(f"all pairs ({it['all_pairs']['n']})", it["all_pairs"]))
+    lines += ["", f"Non-decreasing: no iteration loses more than {it['tolerance_db']:g} dB; "
+                  "decreasing: every iteration lowers the residual (z: the embedded input)."]
     return "\n".join(lines) + "\n"
 
 
@@ -222,5 +439,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         raise InterIRError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
-__all__ = ["evaluate", "to_markdown", "to_json", "combo_label", "write_text_atomic",
-           "CLASSICAL_LABEL", "INPUT_LABEL"]
+__all__ = ["evaluate", "evaluate_awgn", "awgn_pairs", "to_markdown", "brightness_markdown",
+           "iterations_markdown", "to_json", "combo_label", "write_text_atomic",
+           "brightness_bias", "relative_residual", "iteration_curves", "non_decreasing",
+           "decreasing", "CLASSICAL_LABEL", "INPUT_LABEL", "MONOTONE_TOL_DB"]

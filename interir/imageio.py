@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InterIRError
+from .fileio import atomic_write_with, check_output_path
 
 PathOrFile = Union[str, os.PathLike, BinaryIO, bytes]
 
@@ -150,7 +151,7 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 
 
 def save_image(img: np.ndarray, path: str | os.PathLike) -> None:
-    """Write float [0,1] (H,W,3) RGB; the format follows the extension (PNG if unknown).
+    """Write float [0,1] (H,W,3) RGB; the format follows the extension (:data:`SAVE_FORMATS`).
 
     Writes to a temporary file and renames, so an existing file is never left half-written.
     """
@@ -159,13 +160,10 @@ def save_image(img: np.ndarray, path: str | os.PathLike) -> None:
     if fmt is None:
         raise InterIRError(f"{path}: unknown output format {path.suffix or '(none)'}; "
                            f"use one of {', '.join(sorted(SAVE_FORMATS))}")
-    if not path.parent.exists():
-        raise InterIRError(f"{path}: output folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp")
+    check_output_path(path)
     kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    try:
-        Image.fromarray(to_uint8(img)).save(tmp, format=fmt, **kwargs)
-        os.replace(tmp, path)
+    pil = Image.fromarray(to_uint8(img))
+    try:  # not fsynced: images are cheap to rewrite, and make-testset writes hundreds
+        atomic_write_with(path, lambda tmp: pil.save(tmp, format=fmt, **kwargs), durable=False)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InterIRError(f"{path}: cannot write ({exc.strerror or exc})") from None

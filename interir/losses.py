@@ -5,13 +5,16 @@ of a real image, which holds all its information; ``fft2`` would count the mirro
 unnormalised (``norm="backward"``, as MIMO-UNet, which the paper cites for λ), and take the
 **mean absolute value of the complex difference** ``|F(Î) − F(I)|`` over all batch, channel and
 frequency entries. Both terms are computed in float32, also under bf16 autocast.
+
+Deep supervision (a training option, not in the paper): :class:`DeepSupervisionLoss` applies the
+same loss to each early-exit decode of ``InterIR.stages`` (k = 0..n) and sums with weights w_k.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["fft_l1", "RestorationLoss"]
+__all__ = ["fft_l1", "RestorationLoss", "DeepSupervisionLoss"]
 
 
 def fft_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -34,3 +37,23 @@ class RestorationLoss(torch.nn.Module):
         l1 = F.l1_loss(pred, target)
         fft = fft_l1(pred, target) if self.w_fft else torch.zeros((), device=pred.device)
         return self.w_l1 * l1 + self.w_fft * fft, l1.detach(), fft.detach()
+
+
+class DeepSupervisionLoss(torch.nn.Module):
+    """``Σ_k w_k · loss(stages[k], target)`` over the n + 1 early exits; returns (total, l1, fft)
+    with l1 and fft weighted the same way, so ``total = l1_weight·l1 + fft_weight·fft`` still
+    holds. Exits with weight 0 are skipped; ``weights`` are used as given (the config
+    normalises them to sum to 1)."""
+
+    def __init__(self, loss: torch.nn.Module, weights: list[float]):
+        super().__init__()
+        if not weights or any(w < 0 for w in weights) or not any(w > 0 for w in weights):
+            raise ValueError(f"weights must be non-negative with one > 0, got {weights}")
+        self.loss, self.weights = loss, [float(w) for w in weights]
+
+    def forward(self, stages: list[torch.Tensor] | tuple[torch.Tensor, ...], target: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if len(stages) != len(self.weights):
+            raise ValueError(f"{len(stages)} early exits for {len(self.weights)} weights")
+        parts = [(w, self.loss(s, target)) for w, s in zip(self.weights, stages) if w > 0]
+        return tuple(sum(w * t[i] for w, t in parts) for i in range(3))  # type: ignore[return-value]

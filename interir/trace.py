@@ -201,7 +201,7 @@ class Recorder:
                 if isinstance(module, ThresholdMask):
                     conv = name.rsplit(".", 1)[0]
                     self.handles.append(module.register_forward_hook(
-                        lambda m, args, out, conv=conv: self.masks.__setitem__(conv, out.detach().gt(0.5))))
+                        lambda m, args, out, conv=conv: self.masks.__setitem__(conv, out if out.dtype == torch.bool else out.detach().gt(0.5))))
                 elif isinstance(module, KernelAttention):
                     conv = name.rsplit(".", 1)[0]
                     self.handles.append(module.register_forward_hook(

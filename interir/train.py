@@ -15,7 +15,17 @@ Outputs in ``checkpoint.dir`` (rank 0 only):
   ``state.json`` (which names it) is then atomically replaced, so a kill at any moment leaves a
   consistent, readable pair. Both are written and read only by us (no pickle);
 * ``log.csv`` (``kind=train`` rows: iter, loss, l1, fft, lr, time; ``kind=val`` rows: iter,
-  combo, psnr, ssim) and ``tb/`` (TensorBoard).
+  combo, psnr, ssim; ``kind=val_stage`` rows: iter, combo, stage k = 0..n, psnr of the early-exit
+  decode after iteration k, so a run shows whether every iteration improves the image) and
+  ``tb/`` (TensorBoard).
+
+Deep supervision (``train.loss.deep_supervision``, off by default and in the paper's recipe):
+the step calls ``InterIR.stages`` and :class:`~interir.losses.DeepSupervisionLoss` weighs the
+loss of every early exit; train rows then hold the weighted loss, l1 and fft.
+
+The pieces (in the spirit of BasicSR's model / logger / loop split): :class:`Runtime` (device,
+DDP ranks), :class:`TrainLogger` (progress bar, log.csv, TensorBoard), :class:`Trainer` (set-up,
+``resume``, ``train_step``, ``check_finite``, ``validate``, ``save``, ``run``).
 
 Multi-GPU: launch with ``torchrun --nproc_per_node N -m interir.cli train --config ...``.
 """
@@ -31,6 +41,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,16 +50,18 @@ import torch
 
 from .config import load_config
 from .errors import InterIRError
-from .losses import RestorationLoss
 from .fileio import atomic_write_text as _atomic_write_text  # tests patch it here
+from .fileio import atomic_write_with
+from .losses import DeepSupervisionLoss, RestorationLoss
 
-__all__ = ["train", "step_seed", "save_training_state", "load_training_state", "read_exclude_list",
-           "build_optimizer", "build_scheduler", "make_batch"]
+__all__ = ["train", "Trainer", "TrainLogger", "Runtime", "validate", "step_seed",
+           "save_training_state", "load_training_state", "read_exclude_list", "build_optimizer",
+           "build_scheduler", "make_batch"]
 
 STATE_JSON = "state.json"
 STATE_FORMAT = "interir-train-state-v1"
 CSV_NAME = "log.csv"
-CSV_FIELDS = ["kind", "iter", "loss", "l1", "fft", "lr", "time", "combo", "psnr", "ssim"]
+CSV_FIELDS = ["kind", "iter", "loss", "l1", "fft", "lr", "time", "combo", "psnr", "ssim", "stage"]
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -180,11 +193,8 @@ def save_training_state(directory: str | os.PathLike, model: torch.nn.Module,
         tensors[f"rng.cuda.{i}"] = torch.cuda.get_rng_state(i)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     name = f"state-{iteration:08d}.safetensors"
-    tmp = directory / f".{name}.tmp-{os.getpid()}"
-    save_file(tensors, str(tmp), metadata={"format": STATE_FORMAT, "iteration": str(iteration)})
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, directory / name)
+    atomic_write_with(directory / name, lambda tmp: save_file(
+        tensors, str(tmp), metadata={"format": STATE_FORMAT, "iteration": str(iteration)}))
     np_state = np.random.get_state()
     meta = {
         "format": STATE_FORMAT,
@@ -256,10 +266,12 @@ def _restore_rng(meta: dict, tensors: dict[str, torch.Tensor]) -> None:
 
 # --------------------------------------------------------------------------- logging
 class _CsvLog:
+    """``log.csv``, appended and flushed row by row. ``keep_upto``: first drop the rows past that
+    iteration (a killed run's rows after its last checkpoint; 0 starts a fresh log)."""
+
     def __init__(self, path: Path, keep_upto: int | None):
         self.path = path
         if keep_upto is not None and path.is_file():
-            # drop rows a killed run wrote after its last checkpoint
             with open(path, newline="", encoding="utf-8") as fh:
                 rows = [r for r in csv.DictReader(fh) if r.get("iter", "").isdigit()
                         and int(r["iter"]) <= keep_upto]
@@ -284,6 +296,74 @@ class _CsvLog:
 
 def _fmt(x: float) -> str:
     return repr(float(x))  # full precision, round-trips exactly
+
+
+class TrainLogger:
+    """What a run records (rank 0 only; other ranks get a silent logger): the progress bar,
+    ``log.csv`` rows and TensorBoard scalars."""
+
+    def __init__(self, cfg: dict, ckpt_dir: Path, start_iter: int, resume: bool, is_main: bool):
+        from tqdm import tqdm
+
+        self.csv: _CsvLog | None = None
+        self.tb = None
+        self.bar = tqdm(total=cfg["train"]["total_iter"], initial=start_iter, disable=not is_main,
+                        desc=cfg["name"], dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+        if not is_main:
+            return
+        path = ckpt_dir / CSV_NAME
+        if cfg["logger"]["csv"]:
+            self.csv = _CsvLog(path, keep_upto=start_iter if resume else 0)
+        elif not resume and path.exists():
+            path.unlink()
+        if cfg["logger"]["tensorboard"]:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise InterIRError(f"logger.tensorboard: tensorboard is not installed ({exc}); "
+                                   "set it to false") from None
+            self.tb = SummaryWriter(log_dir=str(ckpt_dir / "tb"),
+                                    purge_step=start_iter + 1 if resume else None)
+
+    def train(self, it: int, means: list[float], lr: float, elapsed: float) -> None:
+        """One ``kind=train`` row: mean loss, l1, fft since the previous row."""
+        self.bar.set_postfix(loss=f"{means[0]:.4f}", lr=f"{lr:.2e}", refresh=False)
+        if self.csv:
+            self.csv.row(kind="train", iter=it, loss=_fmt(means[0]), l1=_fmt(means[1]),
+                         fft=_fmt(means[2]), lr=_fmt(lr), time=f"{elapsed:.3f}")
+        if self.tb:
+            for k, v in zip(("loss", "l1", "fft"), means):
+                self.tb.add_scalar(f"train/{k}", v, it)
+            self.tb.add_scalar("train/lr", lr, it)
+
+    def val(self, it: int, val: dict[str, dict], elapsed: float) -> None:
+        """``kind=val`` rows (psnr, ssim per combo and ``average``), then ``kind=val_stage`` rows
+        (the early-exit PSNR of every iteration k, per combo and ``average``)."""
+        for combo, r in val.items():
+            if self.csv:
+                self.csv.row(kind="val", iter=it, combo=combo, psnr=_fmt(r["psnr"]),
+                             ssim=_fmt(r["ssim"]), time=f"{elapsed:.3f}")
+            if self.tb:
+                self.tb.add_scalar(f"val_psnr/{combo}", r["psnr"], it)
+                self.tb.add_scalar(f"val_ssim/{combo}", r["ssim"], it)
+        for combo, r in val.items():
+            for k, p in enumerate(r["stage_psnr"]):
+                if self.csv:
+                    self.csv.row(kind="val_stage", iter=it, combo=combo, stage=k, psnr=_fmt(p),
+                                 time=f"{elapsed:.3f}")
+                if self.tb and combo == "average":
+                    self.tb.add_scalar(f"val_stage_psnr/{k}", p, it)
+
+    def flush(self) -> None:
+        if self.tb:
+            self.tb.flush()
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.csv:
+            self.csv.close()
+        if self.tb:
+            self.tb.close()
 
 
 # --------------------------------------------------------------------------- validation
@@ -311,38 +391,409 @@ def _load_val_sets(root: str, max_images: int | None) -> dict[str, list]:
     return out
 
 
+def _mean(values) -> float:
+    return float(np.mean(values))
+
+
 @torch.no_grad()
 def validate(model: torch.nn.Module, val_sets: dict[str, list], device: torch.device,
-             crop_border: int = 0, y_channel: bool = False) -> dict[str, dict[str, float]]:
-    """PSNR/SSIM per combo (model output clamped to [0,1], float32) plus ``average``
-    (mean over combos)."""
+             crop_border: int = 0, y_channel: bool = False) -> dict[str, dict[str, Any]]:
+    """PSNR/SSIM per combo (model output clamped to [0,1], float32) plus ``average`` (mean over
+    combos). ``stage_psnr``: the PSNR of each early-exit decode k = 0..n (``model.stages``; its
+    last entry is ``psnr``), averaged the same way; a model without ``stages`` has one stage."""
     from .metrics import psnr, ssim
 
+    stages = getattr(model, "stages", None) or (lambda x: [model(x)])
     was_training = model.training
     model.eval()
-    res: dict[str, dict[str, float]] = {}
+    res: dict[str, dict[str, Any]] = {}
     try:
         for combo, items in val_sets.items():
-            ps, ss = [], []
+            per_stage, ss = [], []
             for inp, tgt in items:
-                out = model(inp.unsqueeze(0).to(device)).float().clamp(0, 1)[0].cpu()
-                ps.append(psnr(out, tgt, crop_border=crop_border, y_channel=y_channel))
-                ss.append(ssim(out, tgt, crop_border=crop_border, y_channel=y_channel))
-            res[combo] = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "n": len(ps)}
+                outs = [o.float().clamp(0, 1)[0].cpu() for o in stages(inp.unsqueeze(0).to(device))]
+                per_stage.append([psnr(o, tgt, crop_border=crop_border, y_channel=y_channel)
+                                  for o in outs])
+                ss.append(ssim(outs[-1], tgt, crop_border=crop_border, y_channel=y_channel))
+            stage_psnr = [_mean(col) for col in zip(*per_stage)]
+            res[combo] = {"psnr": _mean([p[-1] for p in per_stage]), "ssim": _mean(ss),
+                          "n": len(ss), "stage_psnr": stage_psnr}
     finally:
         model.train(was_training)
-    res["average"] = {"psnr": float(np.mean([r["psnr"] for r in res.values()])),
-                      "ssim": float(np.mean([r["ssim"] for r in res.values()])),
-                      "n": int(sum(r["n"] for r in res.values()))}
+    combos = list(res.values())
+    res["average"] = {"psnr": _mean([r["psnr"] for r in combos]),
+                      "ssim": _mean([r["ssim"] for r in combos]),
+                      "n": int(sum(r["n"] for r in combos)),
+                      "stage_psnr": [_mean(col) for col in zip(*(r["stage_psnr"] for r in combos))]}
     return res
 
 
-# --------------------------------------------------------------------------- main loop
+# --------------------------------------------------------------------------- runtime
 def _dist_env() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", str(rank)))
     return world, rank, local
+
+
+@dataclass
+class Runtime:
+    """Where this process trains: device, and its place among ``world`` DDP processes."""
+
+    device: torch.device
+    world: int = 1
+    rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def start(cls, device_name: str) -> "Runtime":
+        """Read torchrun's environment, pick the device, join the process group if needed."""
+        world, rank, local_rank = _dist_env()
+        device = _resolve_device(device_name, local_rank)
+        if world > 1:
+            import torch.distributed as dist
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            torch.backends.cudnn.benchmark = True
+            torch.set_float32_matmul_precision("high")
+        return cls(device, world, rank)
+
+    def max_over_ranks(self, x: torch.Tensor) -> torch.Tensor:
+        """The elementwise maximum of ``x`` over all ranks (``x`` itself when alone)."""
+        x = x.clone()
+        if self.distributed:
+            import torch.distributed as dist
+            dist.all_reduce(x, op=dist.ReduceOp.MAX)
+        return x
+
+    def stop(self) -> None:
+        if self.distributed:
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+class _EarlyExits(torch.nn.Module):
+    """``forward`` = ``model.stages``: lets DDP / torch.compile wrap the deep-supervision
+    forward (DDP synchronises gradients only for calls through its own ``forward``)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.model.stages(x)
+
+
+class _LossMeter:
+    """Running sums of (loss, l1, fft) between log rows, kept on the device (no sync per step),
+    and the first iteration whose loss was not finite."""
+
+    def __init__(self, device: torch.device):
+        self.zero = torch.zeros((), device=device)
+        self.sums = torch.zeros(3, device=device)
+        self.count = 0
+        self.bad_iter = torch.zeros((), dtype=torch.long, device=device)
+
+    def add(self, it: int, values: torch.Tensor) -> None:
+        finite = torch.isfinite(values).all()
+        self.bad_iter = torch.where((self.bad_iter == 0) & ~finite,
+                                    torch.full_like(self.bad_iter, it), self.bad_iter)
+        self.sums += torch.where(finite, values, self.zero)
+        self.count += 1
+
+    def pop_means(self) -> list[float]:
+        means = (self.sums / max(self.count, 1)).tolist()
+        self.sums.zero_()
+        self.count = 0
+        return means
+
+
+# --------------------------------------------------------------------------- the trainer
+class Trainer:
+    """One training run: ``Trainer(cfg, resume=...).run()``. The steps, in order: set-up
+    (runtime, data, model, optimiser, :meth:`resume`, wrappers, loss, logger), then per
+    iteration :meth:`train_step`, :meth:`check_finite`, :meth:`log_train`, :meth:`validate`
+    and :meth:`save`."""
+
+    def __init__(self, cfg: dict, resume: bool = False, log: Callable[[str], None] | None = None,
+                 stop_at: int | None = None):
+        self.cfg, self.tcfg = cfg, cfg["train"]
+        self.pool: ThreadPoolExecutor | None = None
+        self.logger: TrainLogger | None = None
+        self.rt = Runtime.start(cfg["device"])
+        try:
+            self._setup(resume, log, stop_at)
+        except BaseException:
+            self.close()
+            raise
+
+    # ----------------------------------------------------------------------- set-up
+    def _setup(self, resume: bool, log: Callable[[str], None] | None, stop_at: int | None) -> None:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        self.say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
+        if not self.rt.is_main:
+            self.say = lambda msg: None  # noqa: E731
+        self.seed, self.total = cfg["seed"], self.tcfg["total_iter"]
+        if stop_at is not None and (not isinstance(stop_at, int) or stop_at < 1):
+            raise InterIRError(f"stop_at must be a positive integer, got {stop_at!r}")
+        self.end = self.total if stop_at is None else min(self.total, stop_at)
+        self.ckpt_dir = Path(cfg["checkpoint"]["dir"])
+        self._prepare_dir(resume)
+        self._build_data()
+        self._build_model()
+        self.start_iter, self.best_psnr, self.best_iter, self.elapsed0 = 0, -math.inf, 0, 0.0
+        if resume:
+            self.resume()
+        self.last_ckpt = self.start_iter
+        self.net = self._wrap_model()
+        self.loss_fn = self._build_loss()
+        self.amp = (torch.autocast(device_type=self.rt.device.type, dtype=torch.bfloat16)
+                    if self.tcfg["amp"] == "bf16" else nullcontext())
+        if self.tcfg["amp"] == "bf16" and self.rt.device.type != "cuda":
+            self.say("note: train.amp bf16 on CPU uses CPU autocast (slow); use amp: none on CPU")
+        self.logger = TrainLogger(cfg, self.ckpt_dir, self.start_iter, resume, self.rt.is_main)
+        self.meter = _LossMeter(self.rt.device)
+
+    def _prepare_dir(self, resume: bool) -> None:
+        if not self.rt.is_main:
+            return
+        if not resume and (self.ckpt_dir / STATE_JSON).exists():
+            raise InterIRError(f"checkpoint.dir {self.ckpt_dir} already holds a training run; use "
+                               "--resume to continue it or choose another checkpoint.dir")
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.ckpt_dir.glob(".state-*.tmp-*"):  # partial writes of a killed run
+            stale.unlink(missing_ok=True)
+
+    def _build_data(self) -> None:
+        from .data.datasets import CleanImageDataset
+
+        dcfg, vcfg = self.cfg["datasets"]["train"], self.cfg["datasets"]["val"]
+        root = Path(dcfg["root"])
+        if not root.is_dir():
+            raise InterIRError(f"datasets.train.root: folder not found: {root}")
+        exclude = read_exclude_list(dcfg["exclude_list"]) if dcfg["exclude_list"] else None
+        self.dataset = CleanImageDataset(root, patch_size=dcfg["patch_size"],
+                                         augment=dcfg["augment"], exclude=exclude)
+        self.combos, self.batch = list(dcfg["combos"]), dcfg["batch_size"]
+        self.val_enabled = bool(vcfg["root"])
+        self.val_sets = (_load_val_sets(vcfg["root"], vcfg["max_images"])
+                         if self.rt.is_main and vcfg["root"] else None)
+
+    def _build_model(self) -> None:
+        import interir
+
+        torch.manual_seed(self.seed)
+        try:
+            model = interir.build_model(**self.cfg["network"])
+        except (TypeError, ValueError) as exc:
+            raise InterIRError(f"network: {exc}") from None
+        self.model = model.to(self.rt.device).train()
+        self.optimizer = build_optimizer(self.model.parameters(), self.cfg)
+        self.scheduler = build_scheduler(self.optimizer, self.cfg)
+
+    def resume(self) -> None:
+        """Restore model, optimiser, scheduler, RNG, iteration, best and elapsed time."""
+        meta, tensors = load_training_state(self.ckpt_dir)
+        network = self.cfg["network"]
+        if meta.get("network") != network:
+            raise InterIRError(f"cannot resume: network in the config ({network}) differs "
+                               f"from the checkpoint's ({meta.get('network')})")
+        try:
+            self.model.load_state_dict(
+                {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+            self.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+            self.scheduler.load_state_dict(meta["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise InterIRError(f"{self.ckpt_dir / STATE_JSON}: does not match this config "
+                               f"({exc})") from None
+        _restore_rng(meta, tensors)
+        self.start_iter = int(meta["iteration"])
+        self.best_psnr = float(meta.get("best_psnr") or -math.inf)
+        self.best_iter = int(meta.get("best_iter", 0))
+        self.elapsed0 = float(meta.get("elapsed", 0.0))
+        self._recover_best()
+        self.say(f"resuming {self.cfg['name']} from iteration {self.start_iter} in {self.ckpt_dir}")
+
+    def _recover_best(self) -> None:
+        """best/ may be newer than state.json (a kill between the two saves): trust it."""
+        best_json = self.ckpt_dir / "best" / "metrics.json"
+        if not best_json.is_file():
+            return
+        try:
+            b = json.loads(best_json.read_text())
+            if float(b["average"]["psnr"]) > self.best_psnr:
+                self.best_psnr, self.best_iter = float(b["average"]["psnr"]), int(b["iter"])
+        except (ValueError, KeyError, TypeError, OSError):
+            pass
+
+    def _wrap_model(self) -> torch.nn.Module:
+        """What the training step calls: the model (its early exits with deep supervision),
+        wrapped in DDP and torch.compile when configured."""
+        net: torch.nn.Module = self.model
+        if "deep_supervision" in self.tcfg["loss"]:
+            net = _EarlyExits(net)
+        if self.rt.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            dev = self.rt.device
+            net = DDP(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+        if self.tcfg["compile"]:
+            net = torch.compile(net)
+        return net
+
+    def _build_loss(self) -> torch.nn.Module:
+        lc = self.tcfg["loss"]
+        loss = RestorationLoss(l1=lc["l1"], fft=lc["fft"])  # Eq. 2
+        if "deep_supervision" in lc:
+            loss = DeepSupervisionLoss(loss, lc["deep_supervision"])
+        return loss
+
+    # ----------------------------------------------------------------------- one iteration
+    def _next_clean(self, it: int) -> torch.Tensor | None:
+        """The prefetched clean batch of ``it`` (GPU runs), queueing the next one; else None."""
+        if self.pool is None:
+            return None
+        clean = self._prefetched.result()
+        self._prefetched = (self.pool.submit(_sample_clean, self.dataset, self.batch, self.seed,
+                                             it + 1, self.rt.rank, True)
+                            if it < self.end else None)
+        return clean
+
+    def train_step(self, it: int) -> torch.Tensor:
+        """Forward, loss, backward, (clip,) optimiser and scheduler step for iteration ``it``.
+        Returns the detached (loss, l1, fft); sets ``self.lr`` to the step's learning rate."""
+        degraded, clean = make_batch(self.dataset, self.batch, self.combos, self.seed, it,
+                                     self.rt.rank, self.rt.device, self._next_clean(it))
+        self.lr = self.optimizer.param_groups[0]["lr"]
+        with self.amp:
+            out = self.net(degraded)
+        loss, l1, fft = self.loss_fn(out, clean)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.tcfg["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg["grad_clip"])
+        self.optimizer.step()
+        self.scheduler.step()
+        return torch.stack([loss.detach(), l1, fft])
+
+    def check_finite(self) -> None:
+        """Stop with a clear error if any rank's loss was NaN/inf (a sync point on CUDA)."""
+        bad = int(self.rt.max_over_ranks(self.meter.bad_iter))
+        if bad:
+            kept = (f"the last good checkpoint (iteration {self.last_ckpt}) in {self.ckpt_dir} "
+                    "is kept" if self.last_ckpt else "no checkpoint had been written yet")
+            raise InterIRError(
+                f"loss became NaN/inf at iteration {bad}; stopped ({kept}); lower "
+                "train.optimizer.lr or set train.grad_clip, then --resume")
+
+    def log_train(self, it: int) -> None:
+        self.logger.train(it, self.meter.pop_means(), self.lr, self._elapsed())
+
+    def validate(self, it: int) -> None:
+        """Validate (rank 0), log it, and keep the model in ``best/`` if it is the best yet."""
+        vc = self.cfg["val"]
+        val = validate(self.model, self.val_sets, self.rt.device, vc["crop_border"],
+                       vc["y_channel"])  # the module-level function
+        avg = val["average"]
+        self.say(f"[{self.cfg['name']}] iter {it}: val PSNR {avg['psnr']:.2f} dB, "
+                 f"SSIM {avg['ssim']:.4f}" + ("" if avg["psnr"] <= self.best_psnr else " (best)"))
+        self.logger.val(it, val, self._elapsed())
+        if avg["psnr"] > self.best_psnr:
+            self.best_psnr, self.best_iter = avg["psnr"], it
+            self._save_best(it, val)
+
+    def _save_best(self, it: int, val: dict) -> None:
+        import interir
+
+        interir.save_pretrained(self.model, self.ckpt_dir / "best", extra={
+            "train": {"name": self.cfg["name"], "iter": it, "val": val["average"]}})
+        _atomic_write_text(self.ckpt_dir / "best" / "metrics.json",
+                           json.dumps({"iter": it, **val}, indent=1) + "\n")
+
+    def save(self, it: int) -> None:
+        """``last/`` weights, then the training state (``state.json`` last, atomically)."""
+        import interir
+
+        interir.save_pretrained(self.model, self.ckpt_dir / "last",
+                                extra={"train": {"name": self.cfg["name"], "iter": it}})
+        save_training_state(self.ckpt_dir, self.model, self.optimizer, self.scheduler, it, extra={
+            "network": self.cfg["network"],
+            "best_psnr": self.best_psnr if self.best_iter else None,
+            "best_iter": self.best_iter, "elapsed": self._elapsed(), "name": self.cfg["name"],
+            "world_size": self.rt.world})
+        self.last_ckpt = it
+        self.logger.flush()
+
+    def _elapsed(self) -> float:
+        return self.elapsed0 + time.time() - self.t0
+
+    # ----------------------------------------------------------------------- the loop
+    def run(self) -> torch.nn.Module:
+        """Train from ``start_iter + 1`` to the end (or ``stop_at``); returns the raw model."""
+        cfg = self.cfg
+        every = {"log": cfg["logger"]["print_every"], "val": cfg["val"]["every"],
+                 "ckpt": cfg["checkpoint"]["every"]}
+        on_cuda = self.rt.device.type == "cuda"
+        if on_cuda:  # one-ahead prefetch of the clean batch on a thread (it is seeded per
+            # iteration, so results do not depend on it)
+            self.pool = ThreadPoolExecutor(max_workers=1)
+            self._prefetched = (self.pool.submit(_sample_clean, self.dataset, self.batch,
+                                                 self.seed, self.start_iter + 1, self.rt.rank, True)
+                                if self.start_iter < self.end else None)
+        self.t0 = time.time()
+        try:
+            for it in range(self.start_iter + 1, self.end + 1):
+                self.meter.add(it, self.train_step(it))
+                self.logger.bar.update(1)
+                due = {k: it % n == 0 or it == self.end for k, n in every.items()}
+                due["val"] = due["val"] and self.val_enabled
+                if any(due.values()) or not on_cuda:  # the same on every rank
+                    self.check_finite()
+                if not self.rt.is_main:
+                    continue
+                if due["log"]:
+                    self.log_train(it)
+                if due["val"] and self.val_sets is not None:
+                    self.validate(it)
+                if due["ckpt"]:
+                    self.save(it)
+        finally:
+            self.close()
+        self._report_done()
+        return self.model
+
+    def _report_done(self) -> None:
+        if not self.rt.is_main or self.start_iter >= self.end:
+            return
+        done, n = time.time() - self.t0, self.end - self.start_iter
+        stopped = "done" if self.end == self.total else f"stopped at {self.end} of {self.total}"
+        msg = (f"[{self.cfg['name']}] {stopped}: {n} iterations in {done:.1f} s "
+               f"({n / max(done, 1e-9):.2f} it/s); weights in {self.ckpt_dir / 'last'}")
+        if self.best_iter:
+            msg += (f", best (val PSNR {self.best_psnr:.2f} dB @ {self.best_iter}) in "
+                    f"{self.ckpt_dir / 'best'}")
+        self.say(msg)
+
+    def close(self) -> None:
+        """Stop the prefetch thread, close the logs, leave the process group."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+        self.rt.stop()
 
 
 def train(cfg: dict | str | os.PathLike, resume: bool = False,
@@ -357,251 +808,4 @@ def train(cfg: dict | str | os.PathLike, resume: bool = False,
     """
     if not isinstance(cfg, dict):
         cfg = load_config(cfg)
-    import interir
-    from .data.datasets import CleanImageDataset
-
-    world, rank, local_rank = _dist_env()
-    device = _resolve_device(cfg["device"], local_rank)
-    distributed = world > 1
-    if distributed:
-        import torch.distributed as dist
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    is_main = rank == 0
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")
-
-    from tqdm import tqdm
-    say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
-    if not is_main:
-        say = lambda msg: None  # noqa: E731
-
-    tcfg, dcfg = cfg["train"], cfg["datasets"]["train"]
-    seed, total = cfg["seed"], tcfg["total_iter"]
-    if stop_at is not None and (not isinstance(stop_at, int) or stop_at < 1):
-        raise InterIRError(f"stop_at must be a positive integer, got {stop_at!r}")
-    end = total if stop_at is None else min(total, stop_at)
-    ckpt_dir = Path(cfg["checkpoint"]["dir"])
-    if is_main:
-        if not resume and (ckpt_dir / STATE_JSON).exists():
-            raise InterIRError(f"checkpoint.dir {ckpt_dir} already holds a training run; use "
-                               "--resume to continue it or choose another checkpoint.dir")
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        for stale in ckpt_dir.glob(".state-*.tmp-*"):  # partial writes of a killed run
-            stale.unlink(missing_ok=True)
-
-    # data
-    root = Path(dcfg["root"])
-    if not root.is_dir():
-        raise InterIRError(f"datasets.train.root: folder not found: {root}")
-    exclude = read_exclude_list(dcfg["exclude_list"]) if dcfg["exclude_list"] else None
-    dataset = CleanImageDataset(root, patch_size=dcfg["patch_size"], augment=dcfg["augment"],
-                                exclude=exclude)
-    val_sets = None
-    vcfg = cfg["datasets"]["val"]
-    if is_main and vcfg["root"]:
-        val_sets = _load_val_sets(vcfg["root"], vcfg["max_images"])
-
-    # model / optimiser
-    torch.manual_seed(seed)
-    try:
-        model = interir.build_model(**cfg["network"])
-    except (TypeError, ValueError) as exc:
-        raise InterIRError(f"network: {exc}") from None
-    model = model.to(device).train()
-    optimizer = build_optimizer(model.parameters(), cfg)
-    scheduler = build_scheduler(optimizer, cfg)
-    start_iter, best_psnr, best_iter, elapsed0 = 0, -math.inf, 0, 0.0
-    if resume:
-        meta, tensors = load_training_state(ckpt_dir)
-        if meta.get("network") != cfg["network"]:
-            raise InterIRError(f"cannot resume: network in the config ({cfg['network']}) differs "
-                               f"from the checkpoint's ({meta.get('network')})")
-        try:
-            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
-                                  strict=True)
-            optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
-            scheduler.load_state_dict(meta["scheduler"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise InterIRError(f"{ckpt_dir / STATE_JSON}: does not match this config ({exc})") from None
-        _restore_rng(meta, tensors)
-        start_iter = int(meta["iteration"])
-        best_psnr = float(meta.get("best_psnr") or -math.inf)
-        best_iter = int(meta.get("best_iter", 0))
-        elapsed0 = float(meta.get("elapsed", 0.0))
-        best_json = ckpt_dir / "best" / "metrics.json"
-        if best_json.is_file():  # a kill between saving best/ and state.json
-            try:
-                b = json.loads(best_json.read_text())
-                if float(b["average"]["psnr"]) > best_psnr:
-                    best_psnr, best_iter = float(b["average"]["psnr"]), int(b["iter"])
-            except (ValueError, KeyError, TypeError, OSError):
-                pass
-        del tensors
-        say(f"resuming {cfg['name']} from iteration {start_iter} in {ckpt_dir}")
-
-    raw_model = model
-    train_model: torch.nn.Module = model
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if tcfg["compile"]:
-        train_model = torch.compile(train_model)
-    loss_fn = RestorationLoss(**tcfg["loss"])
-    amp = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-           if tcfg["amp"] == "bf16" else nullcontext())
-    if tcfg["amp"] == "bf16" and device.type != "cuda":
-        say("note: train.amp bf16 on CPU uses CPU autocast (slow); use amp: none on CPU")
-
-    # logging (rank 0)
-    csv_log = tb = None
-    if is_main and cfg["logger"]["csv"]:
-        csv_log = _CsvLog(ckpt_dir / CSV_NAME, keep_upto=start_iter if resume else None)
-    elif is_main and not resume and (ckpt_dir / CSV_NAME).exists():
-        (ckpt_dir / CSV_NAME).unlink()
-    if is_main and cfg["logger"]["tensorboard"]:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise InterIRError(f"logger.tensorboard: tensorboard is not installed ({exc}); "
-                               "set it to false") from None
-        tb = SummaryWriter(log_dir=str(ckpt_dir / "tb"),
-                           purge_step=start_iter + 1 if resume else None)
-
-    combos = list(dcfg["combos"])
-    B = dcfg["batch_size"]
-    print_every, val_every = cfg["logger"]["print_every"], cfg["val"]["every"]
-    ckpt_every = cfg["checkpoint"]["every"]
-    on_cuda = device.type == "cuda"
-    # one-ahead prefetch of the clean batch on a thread (GPU only; it is seeded per iteration,
-    # so results do not depend on it)
-    pool = ThreadPoolExecutor(max_workers=1) if on_cuda else None
-    nxt = (pool.submit(_sample_clean, dataset, B, seed, start_iter + 1, rank, True)
-           if pool and start_iter < total else None)
-
-    zero = torch.zeros((), device=device)
-    acc = torch.zeros(3, device=device)  # loss, l1, fft sums since the last log row
-    acc_n = 0
-    bad_iter = torch.zeros((), dtype=torch.long, device=device)  # first non-finite iteration
-    last_ckpt = start_iter
-    t0 = time.time()
-    bar = tqdm(total=total, initial=start_iter, disable=not is_main, desc=cfg["name"],
-               dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
-
-    def save_all(it: int, val: dict | None) -> None:
-        nonlocal last_ckpt
-        interir.save_pretrained(raw_model, ckpt_dir / "last",
-                                extra={"train": {"name": cfg["name"], "iter": it}})
-        save_training_state(ckpt_dir, raw_model, optimizer, scheduler, it, extra={
-            "network": cfg["network"], "best_psnr": best_psnr if best_iter else None,
-            "best_iter": best_iter, "elapsed": elapsed0 + time.time() - t0, "name": cfg["name"],
-            "world_size": world})
-        last_ckpt = it
-
-    try:
-        for it in range(start_iter + 1, end + 1):
-            if pool is not None:
-                clean_cpu = nxt.result()
-                nxt = (pool.submit(_sample_clean, dataset, B, seed, it + 1, rank, True)
-                       if it < end else None)
-            else:
-                clean_cpu = None
-            degraded, clean = make_batch(dataset, B, combos, seed, it, rank, device, clean_cpu)
-            lr = optimizer.param_groups[0]["lr"]
-            with amp:
-                out = train_model(degraded)
-            loss, l1, fft = loss_fn(out, clean)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tcfg["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(raw_model.parameters(), tcfg["grad_clip"])
-            optimizer.step()
-            scheduler.step()
-
-            lvals = torch.stack([loss.detach(), l1, fft])
-            finite = torch.isfinite(lvals).all()
-            bad_iter = torch.where((bad_iter == 0) & ~finite, torch.full_like(bad_iter, it),
-                                   bad_iter)
-            acc += torch.where(finite, lvals, zero)
-            acc_n += 1
-            bar.update(1)
-
-            do_log = it % print_every == 0 or it == end
-            val_due = bool(vcfg["root"]) and (it % val_every == 0 or it == end)
-            do_val = val_due and val_sets is not None  # rank 0 only
-            do_ckpt = it % ckpt_every == 0 or it == end
-            # sync point for the NaN check: rank-independent, so all ranks all_reduce together
-            if do_log or do_ckpt or val_due or not on_cuda:
-                flag = bad_iter.clone()
-                if distributed:
-                    import torch.distributed as dist
-                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                if int(flag):
-                    kept = (f"the last good checkpoint (iteration {last_ckpt}) in {ckpt_dir} is "
-                            "kept" if last_ckpt else "no checkpoint had been written yet")
-                    raise InterIRError(
-                        f"loss became NaN/inf at iteration {int(flag)}; stopped ({kept}); lower "
-                        "train.optimizer.lr or set train.grad_clip, then --resume")
-            if not is_main:
-                continue
-            if do_log:
-                m = (acc / max(acc_n, 1)).tolist()
-                acc.zero_()
-                acc_n = 0
-                elapsed = elapsed0 + time.time() - t0
-                bar.set_postfix(loss=f"{m[0]:.4f}", lr=f"{lr:.2e}", refresh=False)
-                if csv_log:
-                    csv_log.row(kind="train", iter=it, loss=_fmt(m[0]), l1=_fmt(m[1]),
-                                fft=_fmt(m[2]), lr=_fmt(lr), time=f"{elapsed:.3f}")
-                if tb:
-                    for k, v in zip(("loss", "l1", "fft"), m):
-                        tb.add_scalar(f"train/{k}", v, it)
-                    tb.add_scalar("train/lr", lr, it)
-            val = None
-            if do_val:
-                val = validate(raw_model, val_sets, device, cfg["val"]["crop_border"],
-                               cfg["val"]["y_channel"])
-                avg = val["average"]
-                say(f"[{cfg['name']}] iter {it}: val PSNR {avg['psnr']:.2f} dB, "
-                    f"SSIM {avg['ssim']:.4f}" + ("" if avg["psnr"] <= best_psnr else " (best)"))
-                for combo, r in val.items():
-                    if csv_log:
-                        csv_log.row(kind="val", iter=it, combo=combo, psnr=_fmt(r["psnr"]),
-                                    ssim=_fmt(r["ssim"]),
-                                    time=f"{elapsed0 + time.time() - t0:.3f}")
-                    if tb:
-                        tb.add_scalar(f"val_psnr/{combo}", r["psnr"], it)
-                        tb.add_scalar(f"val_ssim/{combo}", r["ssim"], it)
-                if avg["psnr"] > best_psnr:
-                    best_psnr, best_iter = avg["psnr"], it
-                    interir.save_pretrained(raw_model, ckpt_dir / "best", extra={
-                        "train": {"name": cfg["name"], "iter": it, "val": avg}})
-                    _atomic_write_text(ckpt_dir / "best" / "metrics.json",
-                                       json.dumps({"iter": it, **val}, indent=1) + "\n")
-            if do_ckpt:
-                save_all(it, val)
-                if tb:
-                    tb.flush()
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if csv_log:
-            csv_log.close()
-        if tb:
-            tb.close()
-        if distributed:
-            import torch.distributed as dist
-            if dist.is_initialized():
-                dist.destroy_process_group()
-    if is_main and start_iter < end:
-        done = time.time() - t0
-        msg = (f"[{cfg['name']}] {'done' if end == total else f'stopped at {end} of {total}'}: "
-               f"{end - start_iter} iterations in {done:.1f} s "
-               f"({(end - start_iter) / max(done, 1e-9):.2f} it/s); weights in {ckpt_dir / 'last'}")
-        if best_iter:
-            msg += f", best (val PSNR {best_psnr:.2f} dB @ {best_iter}) in {ckpt_dir / 'best'}"
-        say(msg)
-    return raw_model
+    return Trainer(cfg, resume=resume, log=log, stop_at=stop_at).run()

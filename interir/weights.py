@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import InterIRError
-from .fileio import atomic_write_bytes, fsync_dir
+from .fileio import atomic_write_bytes, atomic_write_with
 from .model.interir import InterIR, make_config
 
 CONFIG_NAME = "config.json"
@@ -40,12 +40,8 @@ def save_pretrained(model: InterIR, directory: str | os.PathLike, extra: dict[st
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = directory / f".{WEIGHTS_NAME}.tmp"
-    save_file(state, str(tmp), metadata={"format": FORMAT})
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, directory / WEIGHTS_NAME)
-    fsync_dir(directory)
+    atomic_write_with(directory / WEIGHTS_NAME,
+                      lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT}))
     config = {"format": FORMAT, "model": model.config, **(extra or {})}
     atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     return directory

@@ -6,7 +6,14 @@ neighbour classifier that predicts the degradation combination from ``trace(...)
 (5-fold cross-validation grouped by source photo, so a photo never sits in both the fitting
 and the scoring fold).
 
-    python scripts/evaluate_checkpoints.py --data data_local/testset \
+Also, per checkpoint: the brightness bias per combination (``"brightness"``), with
+``--iterations`` the per-iteration behaviour (early-exit PSNR and relative data residual over
+k, and how often each is monotone; one trace per image), and with ``--awgn-clean DIR`` an AWGN
+row (``"awgn"``: sigma 25, clipped, 8-bit, on the centre 256^2 crops of the clean test photos,
+seeded) -- see :mod:`interir.eval`.
+
+    python scripts/evaluate_checkpoints.py --data data_local/testset --iterations \
+        --awgn-clean data_local/test_clean \
         checkpoints/interir-tiny checkpoints/interir-tiny-stdconv
 Writes ``<checkpoint>/eval.json`` and ``<checkpoint>/eval.md`` for each.
 """
@@ -30,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import interir  # noqa: E402
 from interir.data.datasets import discover_eval_sets  # noqa: E402
 from interir.data.degrade import COMBOS  # noqa: E402
-from interir.eval import evaluate, to_json, to_markdown  # noqa: E402
+from interir.eval import (brightness_markdown, evaluate, evaluate_awgn,  # noqa: E402
+                          iterations_markdown, to_json, to_markdown)
 
 
 def embeddings(model, data: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -67,6 +75,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--iterations", action="store_true",
+                    help="trace every test image: per-iteration PSNR and data residual")
+    ap.add_argument("--awgn-clean", metavar="DIR", default=None,
+                    help="clean test photos for the AWGN row (e.g. data_local/test_clean)")
+    ap.add_argument("--awgn-sigma", type=float, default=25.0)
+    ap.add_argument("--awgn-size", type=int, default=256)
+    ap.add_argument("--awgn-seed", type=int, default=0)
     args = ap.parse_args()
     data = Path(args.data)
     torch.manual_seed(0)
@@ -75,16 +90,30 @@ def main() -> None:
     for ck in args.checkpoints:
         model = interir.load_pretrained(ck)
         t0 = time.time()
-        res = evaluate(model, data, include_classical=classical is None, weights=ck)
-        if classical is None:
+        res = evaluate(model, data, include_classical=classical is None, weights=ck,
+                       iterations=args.iterations)
+        if classical is None:  # the classical baseline is the same for every checkpoint
             classical = res["classical"]
+            classical_bright = res["brightness"]["classical"]
         res["classical"] = classical
+        res["brightness"]["classical"] = classical_bright
         res["meta"]["eval_seconds"] = round(time.time() - t0, 1)
+        if args.awgn_clean:
+            res["awgn"] = evaluate_awgn(model, args.awgn_clean, sigma=args.awgn_sigma,
+                                        size=args.awgn_size, seed=args.awgn_seed, weights=ck)
         x, y, groups = embeddings(model, data)
         res["embedding_knn"] = knn_accuracy(x, y, groups)
         results[ck] = res
-        print(f"{ck}: avg PSNR {res['average']['psnr']:.2f}, kNN acc {res['embedding_knn']['accuracy']:.3f}",
-              flush=True)
+        line = (f"{ck}: avg PSNR {res['average']['psnr']:.2f}, "
+                f"kNN acc {res['embedding_knn']['accuracy']:.3f}, "
+                f"|brightness bias| {res['brightness']['model']['average']['abs_bias']:.2f}")
+        if "iterations" in res:
+            pooled = res["iterations"]["all_pairs"]
+            line += (f", PSNR non-decreasing {pooled['psnr_non_decreasing']:.2f}, "
+                     f"residual decreasing {pooled['residual_decreasing']:.2f}")
+        if "awgn" in res:
+            line += f", AWGN PSNR {res['awgn']['average']['psnr']:.2f}"
+        print(line, flush=True)
     names = list(results)
     for ck in names:
         res = results[ck]
@@ -95,7 +124,13 @@ def main() -> None:
                 c: res["combos"][c]["psnr"] - results[other]["combos"][c]["psnr"] for c in res["combos"]} | {
                 "average": res["average"]["psnr"] - results[other]["average"]["psnr"]}
         Path(ck, "eval.json").write_text(to_json(res))
-        Path(ck, "eval.md").write_text(to_markdown(res, model_label=f"InterIR ({Path(ck).name})") + "\n")
+        label = f"InterIR ({Path(ck).name})"
+        md = to_markdown(res, model_label=label) + "\n" + brightness_markdown(res, label)
+        if "iterations" in res:
+            md += "\n" + iterations_markdown(res)
+        if "awgn" in res:
+            md += "\n" + to_markdown(res["awgn"], model_label=label)
+        Path(ck, "eval.md").write_text(md + "\n")
     print(json.dumps({Path(k).name: {"avg": v["average"], "knn": v["embedding_knn"]["accuracy"]}
                       for k, v in results.items()}, indent=1))
 

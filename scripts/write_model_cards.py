@@ -175,7 +175,7 @@ multi-degradation restoration (haze + rain + noise, all seven combinations). Thi
 | multiply-adds at 256² | {cx['macs'] / 1e9:.2f} G |
 | files | `config.json`, `model.safetensors` ({(ck / 'model.safetensors').stat().st_size / 1e6:.2f} MB) |
 
-How the paper's operators are read (see DESIGN.md and the comments in `interir/model/`):
+How the paper's operators are read (see docs/design.md and the comments in `interir/model/`):
 {INTERPRETATION}
 
 ## Data

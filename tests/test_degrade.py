@@ -69,14 +69,17 @@ def test_zero_level_sample_untouched_by_that_component(component):
 
 def test_each_component_leaves_zero_level_samples_exact():
     # degrade() restores all-zero samples at the end, so check each component on its own
-    from interir.data.degrade import _haze, _rain_layer
+    from interir.data.degrade import _haze, _rain, _streaks
 
     x = _img(2)
     cpu = torch.device("cpu")
     hazy = _haze(x, torch.tensor([0.0, 100.0]), _gen(0), cpu)
     assert torch.equal(hazy[0], x[0]) and not torch.equal(hazy[1], x[1])
-    rain = _rain_layer(2, 48, 64, torch.tensor([0.0, 300.0]), _gen(0), cpu, cpu, torch.float32)
-    assert torch.equal(rain[0], torch.zeros_like(rain[0])) and float(rain[1].max()) > 0.3
+    rainy = _rain(x, torch.tensor([0.0, 300.0]), _gen(0), cpu)
+    assert torch.equal(rainy[0], x[0]) and not torch.equal(rainy[1], x[1])
+    depth = _streaks(2, 48, 64, torch.tensor([0.0, 300.0]), torch.zeros(2, 3), _gen(0), cpu,
+                     cpu, torch.float32)
+    assert torch.equal(depth[0], torch.zeros_like(depth[0])) and float(depth[1].max()) > 0.3
 
 
 def test_mixed_batch_zero_sample_exact():
@@ -160,29 +163,133 @@ def test_noise_sigma_matches_level():
     assert abs(float((y - x).mean())) < 2e-3
 
 
-def test_rain_looks_like_near_vertical_thin_streaks():
+def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).mean() / (a.std() * b.std()))
+
+
+def _shift_corr(t: torch.Tensor, dy: int, dx: int) -> float:
+    """Correlation of the (H, W) map ``t`` with itself moved by (dy >= 0, dx) pixels."""
+    h, w = t.shape
+    a = t[:h - dy, max(0, -dx):w - max(0, dx)]
+    b = t[dy:, max(0, dx):w - max(0, -dx) if dx < 0 else w]
+    b = b[:, :a.shape[1]]
+    return _corr(a, b)
+
+
+def _streak_depth(theta: float, size: int = 128, rain: float = 300.0, b: int = 4, seed: int = 0
+                  ) -> torch.Tensor:
+    """Optical depth (B, H, W) of all streak layers, every layer at the angle ``theta``."""
+    from interir.data.degrade import RAIN_LAYERS, _streaks
+
+    cpu = torch.device("cpu")
+    th = torch.full((b, len(RAIN_LAYERS)), theta)
+    return _streaks(b, size, size, torch.full((b,), rain), th, _gen(seed), cpu, cpu,
+                    torch.float32)[:, 0]
+
+
+def test_rain_is_near_grey_streaks_over_a_veil():
     x = torch.zeros(8, 3, 128, 128)
-    y = degrade(x, rain=300.0, generator=_gen(0))[:, 0]
-    assert torch.equal(y, degrade(x, rain=300.0, generator=_gen(0))[:, 1])  # grey streaks
+    y = degrade(x, rain=300.0, generator=_gen(0))
+    assert (y[:, 0] - y[:, 1]).abs().max() < 0.05  # near-grey (a slight tint per image)
+    g = y.mean(1)
+    veil = g.flatten(1).quantile(0.05, dim=1)
+    assert float(veil.min()) > 0.03  # heavy rain lays a veil over the whole image
+    above = g - veil.view(-1, 1, 1)
+    lit = float((above > 0.05).float().mean())
+    assert 0.05 < lit < 0.6, lit  # streaks cover part of the image, not all of it
+    assert float(g.max()) > 0.5 and float(g.max()) < 1.0  # bright, but semi-transparent
 
-    def corr(a: torch.Tensor, b: torch.Tensor) -> float:
-        a, b = a - a.mean(), b - b.mean()
-        return float((a * b).mean() / (a.std() * b.std()))
 
-    vert = np.mean([corr(t[2:], t[:-2]) for t in y])
-    horiz = np.mean([corr(t[:, 2:], t[:, :-2]) for t in y])
-    assert vert > 0.4 and horiz < 0.2, (vert, horiz)  # elongated along the (near) vertical
-    lit = float((y > 0.05).float().mean())
-    assert 0.02 < lit < 0.4  # sparse streaks, not a veil
-    assert float(y.max()) > 0.5  # and bright
+@pytest.mark.parametrize("deg", [0.0, 20.0, -25.0])
+def test_streaks_follow_the_angle(deg):
+    t = _streak_depth(math.radians(deg))
+    lag = 8
+    dy, dx = round(lag * math.cos(math.radians(deg))), round(lag * math.sin(math.radians(deg)))
+    along = np.mean([_shift_corr(m, dy, dx) for m in t])
+    across = np.mean([_shift_corr(m, 0, 3) for m in t])
+    assert along > 0.5 and across < 0.25, (along, across)
+    if deg != 0:  # leaning the stated way, not mirrored
+        mirror = np.mean([_shift_corr(m, dy, -dx) for m in t])
+        assert along > mirror + 0.25, (along, mirror)
+
+
+def test_rain_angles_vary_between_images_and_stay_near_vertical():
+    from interir.data.degrade import RAIN_ANGLE_JITTER, RAIN_MAX_ANGLE
+
+    x = torch.zeros(24, 3, 96, 96)
+    y = degrade(x, rain=200.0, generator=_gen(3)).mean(1)
+    # each image's tilt: the direction along which it best matches itself 16 px further down
+    shifts = range(-12, 13)
+    best = [max(shifts, key=lambda dx: _shift_corr(m, 16, dx)) for m in y]
+    tilt = torch.rad2deg(torch.atan2(torch.tensor(best, dtype=torch.float32), torch.tensor(16.0)))
+    assert float(tilt.abs().max()) < RAIN_MAX_ANGLE + RAIN_ANGLE_JITTER + 5, tilt
+    assert float(tilt.std()) > 8.0, tilt  # several angles, not one
+    assert float(tilt.max()) > 10 and float(tilt.min()) < -10, tilt  # leaning both ways
+
+
+def test_streak_lengths_span_the_layer_range(monkeypatch):
+    import importlib
+
+    mod = importlib.import_module("interir.data.degrade")
+    layer = mod.RainLayer(density=0.01, length=(6.0, 40.0), opacity=(0.5, 1.0), scale=1.0)
+    monkeypatch.setattr(mod, "RAIN_LAYERS", (layer,))
+    t = _streak_depth(0.0, size=256, rain=20.0)  # sparse, vertical, 1 px wide: exact runs
+    lit = (t > 0).numpy()
+    runs = []
+    for img in lit:
+        for column in img.T:
+            edges = np.flatnonzero(np.diff(np.concatenate(([0], column, [0])).astype(int)))
+            runs += list(edges[1::2] - edges[::2])
+    runs = np.array(runs)
+    assert len(runs) > 200
+    j = mod.RAIN_IMAGE_JITTER
+    assert np.percentile(runs, 99) <= 40 * (1 + j) + 1
+    assert np.percentile(runs, 10) <= 6 * (1 + j) + 4  # many short (far) streaks
+    assert np.percentile(runs, 95) >= 0.5 * 40  # and some long (near) ones
+    assert float(np.median(runs)) < 0.5 * 40  # q = u^2: short ones outnumber long ones
+
+
+def test_rain_veil_grows_with_level():
+    x = torch.zeros(4, 3, 96, 96)
+    veil = [float(degrade(x, rain=r, generator=_gen(0)).mean(1).flatten(1).quantile(0.02, dim=1)
+                  .mean()) for r in (0.0, 30.0, 100.0, 200.0, 300.0)]
+    assert veil[0] == 0.0 and veil[1] < 0.01  # light rain: (almost) no veil
+    assert all(b > a for a, b in zip(veil[1:], veil[2:])), veil
+    assert veil[-1] > 0.05
+
+
+def test_rain_is_blended_not_clipped():
+    x = torch.full((4, 3, 96, 96), 0.5)
+    y = degrade(x, rain=300.0, generator=_gen(1))
+    assert float(y.max()) < 0.995  # additive clipping would saturate at 1
+    bright = torch.ones(4, 3, 96, 96)
+    yb = degrade(bright, rain=300.0, generator=_gen(1))
+    assert float(yb.min()) > 0.7  # on white, a near-white rain colour cannot go dark
 
 
 def test_rain_density_grows_with_level():
     x = torch.zeros(4, 3, 96, 96)
-    lit = [float((degrade(x, rain=r, generator=_gen(0)) > 0.05).float().mean())
-           for r in (30.0, 100.0, 300.0)]
+
+    def streak_cover(r: float) -> float:
+        g = degrade(x, rain=r, generator=_gen(0)).mean(1)
+        veil = g.flatten(1).quantile(0.05, dim=1).view(-1, 1, 1)
+        return float((g - veil > 0.05).float().mean())
+
+    lit = [streak_cover(r) for r in (30.0, 100.0, 300.0)]
     assert lit[0] < lit[1] < lit[2]
     assert lit[2] > 2 * lit[0]
+
+
+def test_haze_airlight_can_be_darker_than_a_bright_scene():
+    from interir.data.degrade import HAZE_AIRLIGHT
+
+    y_bright = degrade(torch.full((32, 3, 32, 32), 0.9), haze=150.0, generator=_gen(2))
+    y_dark = degrade(torch.full((32, 3, 32, 32), 0.1), haze=150.0, generator=_gen(2))
+    means = y_bright.mean((1, 2, 3))
+    assert float(means.min()) < 0.85 and float(means.max()) > 0.9  # greyer and lighter fog
+    assert float(y_dark.mean((1, 2, 3)).min()) > 0.1  # haze always lifts a dark scene
+    assert float(y_dark.max()) <= HAZE_AIRLIGHT[1] + 0.03 + 1e-6
 
 
 # --------------------------------------------------------------------------- validation

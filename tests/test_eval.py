@@ -320,3 +320,222 @@ def test_cli_eval_default_weights(tiny_weights, data_dir, capsys, monkeypatch):
     assert main(["eval", "--data", str(data_dir), "--no-classical", "--max-images", "1"]) == 0
     out = capsys.readouterr().out
     assert "| InterIR (tiny) |" in out and "Classical" not in out
+
+
+# ---------------------------------------------------------------- brightness bias
+def test_brightness_bias_known_values():
+    from interir.eval import brightness_bias
+
+    tgt = np.full((8, 8, 3), 100 / 255, dtype=np.float32)
+    assert brightness_bias(tgt + 10 / 255, tgt) == pytest.approx(10.0)
+    assert brightness_bias(tgt - 4 / 255, tgt) == pytest.approx(-4.0)
+    half = tgt.copy()
+    half[:4] += 20 / 255  # half the image brighter by 20: +10 on average
+    assert brightness_bias(half, tgt) == pytest.approx(10.0)
+    assert brightness_bias(tgt, tgt) == 0.0
+
+
+def test_evaluate_brightness_block_matches_direct_computation(result, data_dir, tiny_weights):
+    from interir.eval import brightness_bias, brightness_markdown
+
+    model = interir.load_pretrained(tiny_weights)
+    bright = result["brightness"]
+    assert set(bright) == {"model", "input", "classical"}
+    for combo in ("haze_rain", "noise"):
+        b_in, b_model = [], []
+        for i in range(2):
+            inp = load_image(data_dir / combo / "input" / f"img{i}.png")
+            tgt = load_image(data_dir / combo / "target" / f"img{i}.png")
+            b_in.append(brightness_bias(inp, tgt))
+            with torch.inference_mode():
+                y = model(torch.from_numpy(inp).permute(2, 0, 1)[None]).clamp(0, 1)
+            b_model.append(brightness_bias(y[0].permute(1, 2, 0).numpy(), tgt))
+        for key, vals in (("input", b_in), ("model", b_model)):
+            entry = bright[key]["combos"][combo]
+            assert entry["bias"] == pytest.approx(np.mean(vals), abs=1e-9)
+            assert entry["abs_bias"] == pytest.approx(np.mean(np.abs(vals)), abs=1e-9)
+            assert entry["n"] == 2
+    # the synthetic haze brightens the input; noise barely moves the mean
+    assert bright["input"]["combos"]["haze_rain"]["bias"] > 10
+    assert abs(bright["input"]["combos"]["noise"]["bias"]) < 2
+    avg = bright["input"]["average"]
+    assert avg["bias"] == pytest.approx(np.mean([e["bias"] for e in
+                                                 bright["input"]["combos"].values()]))
+    md = brightness_markdown(result)
+    assert "| InterIR (tiny) |" in md and "| Degraded input |" in md
+    assert f"{bright['input']['combos']['noise']['bias']:+.2f}/" in md
+
+
+# ---------------------------------------------------------------- per-iteration behaviour
+def test_monotonicity_helpers():
+    from interir.eval import MONOTONE_TOL_DB, decreasing, non_decreasing
+
+    assert MONOTONE_TOL_DB == 0.05
+    assert non_decreasing([10.0, 9.96, 10.5])  # a 0.04 dB dip is within tolerance
+    assert not non_decreasing([10.0, 9.94, 10.5])
+    assert non_decreasing([3.0])
+    assert decreasing([0.5, 0.4, 0.1]) and not decreasing([0.5, 0.5, 0.1])
+    assert not decreasing([0.5, 0.6])
+
+
+def test_relative_residual_constructed():
+    from interir.eval import relative_residual
+    from interir.trace import IterationRecord
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, 2, 3, 4, generator=g)
+    eye_h, eye_w = torch.eye(3).expand(1, 2, 3, 3), torch.eye(4).expand(1, 2, 4, 4)
+    rec = IterationRecord(I=1.1 * z, A=eye_h, B=eye_w, Lambda=torch.zeros_like(z),
+                          step_norm=0.0, decode=lambda I: I, z=z)
+    assert relative_residual(rec) == pytest.approx(0.1, rel=1e-6)
+    rec2 = IterationRecord(I=z, A=2 * eye_h, B=0.5 * eye_w, Lambda=torch.zeros_like(z),
+                           step_norm=0.0, decode=lambda I: I, z=z)
+    assert relative_residual(rec2) == pytest.approx(0.0, abs=1e-7)  # A I B = z exactly
+    # consistent with the trace's own fidelity = ||A I B - z||^2 / numel
+    assert relative_residual(rec) == pytest.approx(
+        math.sqrt(rec.fidelity * z.numel()) / float(z.norm()), rel=1e-5)
+
+
+def test_iteration_curves_on_a_real_trace(tiny_weights, data_dir):
+    from interir.eval import iteration_curves, relative_residual
+
+    model = interir.load_pretrained(tiny_weights).eval()
+    inp = load_image(data_dir / "noise" / "input" / "img0.png")
+    tgt = load_image(data_dir / "noise" / "target" / "img0.png")
+    tr = interir.trace(model, torch.from_numpy(inp).permute(2, 0, 1)[None])
+    ps, rs = iteration_curves(tr, tgt)
+    assert len(ps) == len(rs) == len(tr.iterations) == model.config["n_blocks"] + 1
+    assert ps[-1] == pytest.approx(psnr(tr.output.clamp(0, 1), tgt), abs=1e-9)  # last = output
+    assert ps[0] == pytest.approx(psnr(tr.iterations[0].image.clamp(0, 1), tgt), abs=1e-9)
+    assert rs == [relative_residual(it) for it in tr.iterations]
+    assert all(r > 0 and math.isfinite(r) for r in rs)
+
+
+class _FakeIt:
+    def __init__(self, image: torch.Tensor, residual: float) -> None:
+        z = torch.ones(1, 1, 2, 2)
+        self.image, self._z = image, z
+        self.A, self.B = torch.eye(2).view(1, 1, 2, 2), torch.eye(2).view(1, 1, 2, 2)
+        self.I = z * (1 + residual)  # ||A I B - z|| / ||z|| = residual
+
+
+def test_evaluate_iterations_with_known_curves(tiny_weights, data_dir, monkeypatch):
+    """A stand-in trace whose curves are known: image i improves over k (or not), and its
+    residual falls (or not); evaluate() must count exactly those."""
+    import importlib
+    from types import SimpleNamespace
+
+    trace_mod = importlib.import_module("interir.trace")
+    calls = {"n": 0}
+
+    def fake_trace(model, x):
+        i = calls["n"]
+        calls["n"] += 1
+        tgt_path = sorted((data_dir / ("haze_rain" if i < 2 else "noise") / "target").iterdir())
+        tgt = torch.from_numpy(load_image(tgt_path[i % 2])).permute(2, 0, 1)[None]
+        noise = torch.randn(tgt.shape, generator=torch.Generator().manual_seed(i))
+        scales = [0.2, 0.1, 0.05] if i != 1 else [0.05, 0.1, 0.2]  # pair 1 gets worse
+        res = [0.5, 0.3, 0.1] if i != 3 else [0.5, 0.6, 0.1]  # pair 3's residual rises once
+        its = [_FakeIt((tgt + s * noise).clamp(0, 1), r) for s, r in zip(scales, res)]
+        return SimpleNamespace(iterations=its, output=its[-1].image)
+
+    monkeypatch.setattr(trace_mod, "trace", fake_trace)
+    res = evaluate(interir.load_pretrained(tiny_weights), data_dir, include_classical=False,
+                   iterations=True)
+    it = res["iterations"]
+    assert calls["n"] == 4
+    assert it["combos"]["haze_rain"]["psnr_non_decreasing"] == 0.5
+    assert it["combos"]["noise"]["psnr_non_decreasing"] == 1.0
+    assert it["combos"]["haze_rain"]["residual_decreasing"] == 1.0
+    assert it["combos"]["noise"]["residual_decreasing"] == 0.5
+    pooled = it["all_pairs"]
+    assert (pooled["n"], pooled["psnr_non_decreasing"], pooled["residual_decreasing"]) == \
+        (4, 0.75, 0.75)
+    assert it["combos"]["noise"]["residual"] == pytest.approx([0.5, 0.45, 0.1], rel=1e-6)
+    # the model row is the trace's output: its PSNR is the last early-exit PSNR
+    for combo in ("haze_rain", "noise"):
+        assert res["combos"][combo]["psnr"] == pytest.approx(it["combos"][combo]["psnr"][-1])
+    assert it["tolerance_db"] == 0.05
+
+
+def test_evaluate_iterations_real_model(tiny_weights, data_dir, result, capsys, tmp_path):
+    from interir.eval import iterations_markdown
+
+    res = evaluate(interir.load_pretrained(tiny_weights), data_dir, include_classical=False,
+                   iterations=True)
+    assert res["combos"] == result["combos"]  # tracing changes nothing in the model row
+    it = res["iterations"]
+    assert set(it) == {"combos", "all_pairs", "tolerance_db"} and it["all_pairs"]["n"] == 4
+    for block in it["combos"].values():
+        assert len(block["psnr"]) == len(block["residual"]) == 2  # n_blocks = 1: k = 0, 1
+        assert 0.0 <= block["psnr_non_decreasing"] <= 1.0
+    json.loads(to_json(res))
+    md = iterations_markdown(res)
+    assert "| all pairs (4) |" in md and "→" in md
+    assert all(line.count("|") == 6 for line in md.splitlines() if line.startswith("|"))
+    # CLI: --iterations adds the table; the brightness table is always printed
+    j = tmp_path / "it.json"
+    assert main(["eval", "--weights", str(tiny_weights), "--data", str(data_dir),
+                 "--no-classical", "--iterations", "--json", str(j)]) == 0
+    out = capsys.readouterr().out
+    assert "Brightness bias" in out and "early-exit PSNR over k" in out
+    assert json.loads(j.read_text())["iterations"]["all_pairs"]["n"] == 4
+
+
+def test_iterations_need_an_interir_model(data_dir):
+    class Identity(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    with pytest.raises(InterIRError, match="InterIR"):
+        evaluate(Identity(), data_dir, include_classical=False, iterations=True)
+    res = evaluate(Identity(), data_dir, include_classical=False)  # without: fine
+    assert res["brightness"]["model"] == res["brightness"]["input"]  # output = input
+
+
+# ---------------------------------------------------------------- AWGN set
+def _photo_dir(root: Path, n: int = 3, size: int = 40) -> Path:
+    d = root / "clean"
+    d.mkdir()
+    for i in range(n):
+        img = 0.2 + 0.6 * _smooth_image(size + 8 * i, 20 + i)  # away from 0/1: little clipping
+        save_image(img, d / f"p{i}.png")
+    return d
+
+
+def test_awgn_pairs(tmp_path):
+    from interir.eval import awgn_pairs
+
+    d = _photo_dir(tmp_path)
+    get, n = awgn_pairs(d, sigma=25, size=32, seed=3)
+    assert n == 3
+    noisy, clean, name = get(1)
+    assert name == "p1.png" and noisy.shape == clean.shape == (3, 32, 32)
+    assert torch.equal((noisy * 255).round() / 255, noisy)  # 8-bit values
+    assert float(noisy.min()) >= 0 and float(noisy.max()) <= 1
+    assert float((noisy - clean).std()) * 255 == pytest.approx(25, rel=0.08)
+    # the crop is the centre crop of the photo
+    full = load_image(d / "p1.png")
+    assert torch.allclose(clean, torch.from_numpy(full[8:40, 8:40]).permute(2, 0, 1), atol=1e-6)
+    again, _, _ = awgn_pairs(d, sigma=25, size=32, seed=3)[0](1)
+    other, _, _ = awgn_pairs(d, sigma=25, size=32, seed=4)[0](1)
+    assert torch.equal(noisy, again) and not torch.equal(noisy, other)
+    assert not torch.equal(get(0)[0] - get(0)[1], get(2)[0][:, :32, :32] - get(2)[1])
+    with pytest.raises(InterIRError, match="sigma"):
+        awgn_pairs(d, sigma=0)
+    (tmp_path / "none").mkdir()
+    with pytest.raises(InterIRError, match="no images"):
+        awgn_pairs(tmp_path / "none")
+
+
+def test_evaluate_awgn(tmp_path, tiny_weights):
+    from interir.eval import evaluate_awgn
+
+    d = _photo_dir(tmp_path)
+    res = evaluate_awgn(interir.load_pretrained(tiny_weights), d, sigma=25, size=32, seed=0)
+    assert list(res["combos"]) == ["awgn25"] and res["combos"]["awgn25"]["n"] == 3
+    # input PSNR of sigma = 25 noise: 20 log10(255 / 25) = 20.17 dB (less a little clipping)
+    assert res["input"]["combos"]["awgn25"]["psnr"] == pytest.approx(20.17, abs=0.5)
+    assert abs(res["brightness"]["input"]["combos"]["awgn25"]["bias"]) < 1.0
+    assert "| awgn25 | Average |" in to_markdown(res) and "classical" not in res
+    assert res["meta"]["n_images"] == 3 and "AWGN sigma 25" in res["meta"]["data"]

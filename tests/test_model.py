@@ -78,3 +78,23 @@ def test_frobenius_normalisation_and_matrix_shapes():
 def test_bad_input_shape():
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         small()(torch.rand(1, 4, 8, 8))
+
+
+def test_learned_norm_scale_starts_as_unit_norm_and_scales_A_and_B(tmp_path):
+    import interir
+    torch.manual_seed(0)
+    unit = interir.build_model("tiny", n_blocks=2, channels=8)
+    learned = interir.build_model("tiny", n_blocks=2, channels=8, norm_scale="learned")
+    missing = learned.load_state_dict(unit.state_dict(), strict=False).missing_keys
+    assert missing and all(k.endswith(("norm_a.gain", "norm_b.gain")) for k in missing)
+    x = torch.rand(1, 3, 24, 20)
+    with torch.no_grad():
+        assert torch.allclose(learned(x), unit(x), atol=1e-6)        # ρ = 1: the paper's unit Norm
+        learned.init.norm_a.gain.fill_(3.0)
+    tr = interir.trace(learned, x)
+    assert torch.allclose(tr.iterations[0].A.flatten(2).norm(dim=-1), torch.full((1, 8), 3.0), atol=1e-4)
+    interir.save_pretrained(learned, tmp_path / "w")
+    again = interir.load_pretrained(tmp_path / "w")
+    assert again.config["norm_scale"] == "learned" and float(again.init.norm_a.gain.detach()[0]) == 3.0
+    with pytest.raises(ValueError, match="norm_scale"):
+        interir.build_model("tiny", norm_scale="spectral")

@@ -385,3 +385,14 @@ def test_ddp_two_cpu_processes_keep_identical_replicas(tmp_path, data_dir, monke
     torch.set_num_threads(1)
     single = T.train(validate_config(raw), log=lambda msg: None).state_dict()
     assert any(not torch.equal(single[k], r0[k]) for k in r0)
+
+
+def test_run_dir_overrides_the_configs_checkpoint_dir(tmp_path, data_dir):
+    torch.set_num_threads(1)
+    cfg = _write_cfg(tmp_path / "c.yaml", _raw_cfg(data_dir, tmp_path / "in-config", total_iter=2))
+    assert cli_main(["train", "--config", str(cfg), "--run-dir", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "state.json").is_file()
+    assert (tmp_path / "elsewhere" / "last" / "model.safetensors").is_file()
+    assert not (tmp_path / "in-config").exists()
+    assert cli_main(["train", "--config", str(cfg), "--run-dir", str(tmp_path / "elsewhere"),
+                     "--resume"]) == 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,14 +44,3 @@ def image_tensor(path: str, max_pixels: int | None) -> torch.Tensor:
 def tensor_image(x: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) tensor -> float (H, W, 3) clamped to [0, 1]."""
     return x[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-
-
-def check_output_path(out: str, suffixes: tuple[str, ...] | None = None) -> Path:
-    path = Path(out)
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise InterIRError(f"{out}: output must end with {' or '.join(suffixes)}")
-    if path.is_dir():
-        raise InterIRError(f"{out}: is a directory; give a file name")
-    if not path.parent.exists():
-        raise InterIRError(f"{out}: output folder {path.parent} does not exist")
-    return path

@@ -5,8 +5,9 @@ import argparse
 import math
 
 from ..errors import InterIRError
+from ..fileio import check_output_path
 from ..imageio import SAVE_FORMATS, load_image, save_image
-from ._common import add_max_pixels_argument, check_output_path
+from ._common import add_max_pixels_argument
 
 HELP = "synthesise haze / rain / noise on a clean image (the training degradations)"
 

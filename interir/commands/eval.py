@@ -1,5 +1,6 @@
 """``interir eval``: PSNR / SSIM of a checkpoint on paired test folders, printed as a
-Table-1-style markdown table (model, degraded input, classical DCP + NLM baseline)."""
+Table-1-style markdown table (model, degraded input, classical DCP + NLM baseline), then the
+brightness bias per combination and, with ``--iterations``, the per-iteration behaviour."""
 from __future__ import annotations
 
 import argparse
@@ -53,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluate at most the first N images of each combo")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                         help="where the model runs (default cpu; auto = cuda if available)")
+    parser.add_argument("--iterations", action="store_true",
+                        help="also trace every image: early-exit PSNR and relative data "
+                             "residual over the iterations, and how often they are monotone")
 
 
 def _check_output(path: str | None, flag: str) -> None:
@@ -97,7 +101,8 @@ def _device(name: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation and print / write the table."""
-    from ..eval import evaluate, to_json, to_markdown, write_text_atomic
+    from ..eval import (brightness_markdown, evaluate, iterations_markdown, to_json, to_markdown,
+                        write_text_atomic)
 
     data = Path(args.data)
     if not data.exists():
@@ -129,8 +134,10 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(model, data, y_channel=args.y_channel, crop_border=args.crop_border,
                       device=device, max_images=args.max_images,
                       include_classical=not args.no_classical, weights=str(weights),
-                      progress=progress)
-    table = to_markdown(result)
+                      progress=progress, iterations=args.iterations)
+    table = to_markdown(result) + "\n" + brightness_markdown(result)
+    if args.iterations:
+        table += "\n" + iterations_markdown(result)
     if args.json:
         write_text_atomic(args.json, to_json(result))
     if args.markdown:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import random
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InterIRError
+from ..fileio import atomic_write_text
 
 HELP = ("build a synthetic evaluation set: OUT/<combo>/input + target for the 7 haze / rain / "
         "noise combinations, plus OUT/manifest.csv")
@@ -73,12 +75,10 @@ def _remove_old_outputs(out: Path) -> int:
     return removed
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-
+def _check_args(args: argparse.Namespace) -> tuple[Path, Path, list[Path]]:
+    """(clean folder, output folder, clean files) after checking the options; clears old
+    outputs with --overwrite."""
     from ..data.datasets import list_images
-    from ..data.degrade import COMBOS, degrade_image, sample_levels
-    from ..imageio import load_image, save_image, to_uint8
 
     if args.per_combo < 1:
         raise InterIRError(f"--per-combo must be >= 1, got {args.per_combo}")
@@ -100,6 +100,16 @@ def run(args: argparse.Namespace) -> int:
             raise InterIRError(f"{out}: folder is not empty; choose a new folder or pass "
                                "--overwrite")
         _remove_old_outputs(out)
+    return clean_dir, out, files
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data.degrade import COMBOS, degrade_image, sample_levels
+    from ..imageio import load_image, save_image, to_uint8
+
+    clean_dir, out, files = _check_args(args)
     # Decode each used source once; unreadable sources are skipped (and replaced) with a note.
     cache: dict[Path, np.ndarray | None] = {}
     skipped: list[str] = []
@@ -148,10 +158,11 @@ def run(args: argparse.Namespace) -> int:
         if k < args.per_combo:
             raise InterIRError(f"{clean_dir}: only {k} readable image(s), --per-combo asks for "
                                f"{args.per_combo}")
-    with (out / MANIFEST).open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / MANIFEST, buf.getvalue())
     for msg in skipped:
         print(f"warning: skipped {msg}")
     print(f"wrote {len(rows)} pairs ({args.per_combo} per combo, {len(COMBOS)} combos, "

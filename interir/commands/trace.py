@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, check_output_path
 from ..trace import trace
-from ._common import (add_max_pixels_argument, add_weights_argument, check_output_path, image_tensor,
-                      resolve_model)
+from ._common import add_max_pixels_argument, add_weights_argument, image_tensor, resolve_model
 
 HELP = "record the unfolding of one image: iterations, A/B, Λ, masks, attention, embedding (.npz + .json)"
 

@@ -1,4 +1,4 @@
-"""``interir train --config FILE [--resume] [--stop-at N]``."""
+"""``interir train --config FILE [--resume] [--run-dir DIR] [--stop-at N]``."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in the config's checkpoint.dir from its last "
                              "training state")
+    parser.add_argument("--run-dir", default=None, metavar="DIR",
+                        help="write (and --resume from) this folder instead of the config's "
+                             "checkpoint.dir, e.g. a folder outside the work tree for a long run")
     parser.add_argument("--stop-at", type=int, default=None, metavar="N",
                         help="stop (validate and checkpoint) after iteration N; the learning-rate "
                              "schedule still spans train.total_iter, so --resume continues the run")
@@ -25,5 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train import train
 
     cfg = load_config(args.config)
+    if args.run_dir is not None:
+        cfg["checkpoint"]["dir"] = args.run_dir
     train(cfg, resume=args.resume, stop_at=args.stop_at)
     return 0

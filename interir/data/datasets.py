@@ -4,7 +4,7 @@
   is decoded once and kept in memory as uint8; random patches with flips.
 * :class:`PairedFolderDataset`: degraded/clean pairs (evaluation and real benchmarks such as
   Rain100H, Test100, Test1200, RESIDE SOTS), decoded on access.
-* :func:`discover_eval_sets`: the evaluation layout of DESIGN.md.
+* :func:`discover_eval_sets`: the evaluation layout of docs/design.md.
 """
 from __future__ import annotations
 

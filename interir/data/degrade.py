@@ -5,15 +5,19 @@ the given :class:`torch.Generator` (same seed -> bit-identical output on CPU). R
 drawn on the generator's device and moved to the image's device, so a CPU generator can
 drive a GPU batch.
 
-Levels (DESIGN.md "Degradation levels"):
+Levels (docs/design.md "Degradation levels"):
 
 * haze ``h`` in [0, 150]: atmospheric scattering ``I*t + a*(1-t)``, ``t = exp(-beta*d)``,
   ``beta = BETA_MAX * h / 150``, ``d`` a smooth random depth proxy in [0.3, 1] (a bicubic
   upsampled low-resolution random field mixed with a vertical gradient, far at the top),
-  ``a`` a near-white, slightly tinted airlight drawn per sample.
-* rain ``r`` in [0, 300]: sparse random seeds (density proportional to ``r``) motion-blurred
-  along a per-image angle (within +-30 degrees of vertical) and length (10-40 px at 256^2,
-  scaled with sqrt of the image size), blended additively and clipped.
+  ``a`` a slightly tinted light grey to white airlight drawn per sample (``HAZE_AIRLIGHT``).
+* rain ``r`` in [0, 300]: rain accumulation, a light veil towards the rain colour that grows
+  with ``r`` (as ``r^1.5``, so mostly at heavy rain) and with the depth proxy, then the streak
+  layers of :data:`RAIN_LAYERS` (thin, wide, very wide and blurred), each at its own angle (a
+  per-image angle within +-RAIN_MAX_ANGLE of vertical plus a per-layer jitter), with streak
+  counts proportional to ``r`` and lengths and opacities from short and faint (far, many) to
+  long and dense (near, few); alpha-blended (semi-transparent, never clipped) towards a
+  near-white rain colour.
 * noise ``s`` in [0, 50]: additive Gaussian with sigma ``s / 255``.
 
 Applied in the order haze -> rain -> noise. A level of 0 leaves the image untouched by that
@@ -22,6 +26,7 @@ component (bit-exact when all three are 0).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -39,13 +44,39 @@ COMPONENTS: tuple[str, ...] = ("haze", "rain", "noise")
 #: Scattering coefficient at the top haze level (h = 150): t = exp(-BETA_MAX * d), so the
 #: farthest point keeps about 20 % of the scene and the nearest about 62 %.
 BETA_MAX = 1.6
-#: Fraction of pixels that seed a rain streak at r = 300 (the count is proportional to r).
-RAIN_SEED_DENSITY = 0.008
-#: Streak length range (pixels) at 256x256, and the largest tilt from vertical (degrees).
-RAIN_LENGTH = (10.0, 40.0)
-RAIN_MAX_ANGLE = 30.0
-#: Streak brightness multiplier range per image (before clipping).
-RAIN_INTENSITY = (0.55, 0.9)
+#: Airlight grey level range. Real fog and haze photos are exposed for the scene, so their
+#: veil is often a mid to light grey, not white; an airlight always near white (0.8..1, as
+#: before) makes every hazy input far brighter than its target (+47/255 on average over the
+#: test photos), which teaches a dehazer to darken whatever looks hazy.
+HAZE_AIRLIGHT = (0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class RainLayer:
+    """One layer of rain streaks; lengths are at 256 px (see :func:`rain_length_scale`)."""
+
+    density: float                 # streaks per pixel at r = 300 (proportional to r)
+    length: tuple[float, float]    # streak length range (px)
+    opacity: tuple[float, float]   # peak optical depth range (longer streaks are denser)
+    scale: float                   # drawn at 1/scale resolution: ~scale px wide, blurred
+
+
+#: Streak layers: thin, wide, and very wide (blurred drops near the lens). Within a layer each
+#: streak draws q = u^2 (u uniform): length and opacity go from the low to the high end with q,
+#: so short faint (far) streaks outnumber long dense (near) ones.
+RAIN_LAYERS: tuple[RainLayer, ...] = (
+    RainLayer(density=0.010, length=(5.0, 45.0), opacity=(0.15, 1.0), scale=1.0),
+    RainLayer(density=0.0012, length=(30.0, 90.0), opacity=(0.25, 0.9), scale=2.0),
+    RainLayer(density=0.0002, length=(50.0, 120.0), opacity=(0.1, 0.3), scale=4.0),
+)
+#: Per-image factor 1 +- RAIN_IMAGE_JITTER on all streak lengths, and another on opacities.
+RAIN_IMAGE_JITTER = 0.25
+#: Largest tilt of a rain image's streaks from vertical, and each layer's extra tilt (degrees).
+RAIN_MAX_ANGLE = 25.0
+RAIN_ANGLE_JITTER = 6.0
+#: Rain colour (grey level range, per image) and the veil's opacity at r = 300 (at the far end).
+RAIN_COLOUR = (0.8, 1.0)
+RAIN_VEIL = 0.3
 
 
 def combo_levels(combo: str) -> tuple[bool, bool, bool]:
@@ -138,104 +169,124 @@ def _haze(x: torch.Tensor, h: torch.Tensor, generator: torch.Generator | None,
     b, _, hh, ww = x.shape
     dev, dt = x.device, x.dtype
     d = _depth_proxy(b, hh, ww, generator, gdev, dev, dt)
-    # airlight: near white, slightly tinted per sample
-    base = 0.8 + 0.2 * _rand((b, 1, 1, 1), generator, gdev, dev, dt)
+    # airlight: a grey level in HAZE_AIRLIGHT, slightly tinted, per sample
+    lo, hi = HAZE_AIRLIGHT
+    base = lo + (hi - lo) * _rand((b, 1, 1, 1), generator, gdev, dev, dt)
     tint = 0.06 * (_rand((b, 3, 1, 1), generator, gdev, dev, dt) - 0.5)
     a = (base + tint).clamp(0, 1)
     beta = (BETA_MAX / RANGES["haze"][1]) * h.view(b, 1, 1, 1)
     t = torch.exp(-beta * d)
-    # x*t + a*(1-t); exactly x where h == 0 (t == 1)
-    return torch.addcmul(a * (1 - t), x, t)
-
-
-def _line_kernels(length: torch.Tensor, theta: torch.Tensor, ry: int, rx: int) -> torch.Tensor:
-    """Anti-aliased line kernels (B, 1, 2ry+1, 2rx+1), centred, of the given lengths (px) and
-    angles from vertical (radians), each normalised to sum 1."""
-    dev, dt = length.device, length.dtype
-    ys = torch.arange(-ry, ry + 1, device=dev, dtype=dt).view(1, -1, 1)
-    xs = torch.arange(-rx, rx + 1, device=dev, dtype=dt).view(1, 1, -1)
-    s, c = torch.sin(theta).view(-1, 1, 1), torch.cos(theta).view(-1, 1, 1)
-    along = xs * s + ys * c
-    perp = (xs * c - ys * s).abs()
-    half = (length / 2).view(-1, 1, 1)
-    w = (1 - perp).clamp_min(0) * (half + 0.5 - along.abs()).clamp(0, 1)
-    w = w / w.sum(dim=(1, 2), keepdim=True).clamp_min(1e-12)
-    return w.unsqueeze(1)
-
-
-#: Kernel columns per conv2d call on the CPU (see :func:`_grouped_conv`).
-_CPU_CONV_COLUMNS = 13
-
-
-def _grouped_conv(y: torch.Tensor, k: torch.Tensor, target_groups: int = 16) -> torch.Tensor:
-    """Per-sample 'same' 2-D correlation of ``y`` (B, H, W) with ``k`` (B, 1, Ky, Kx), odd
-    sizes, zero padding: grouped conv2d with the batch folded into the groups.
-
-    Two exact rearrangements keep PyTorch's CPU depthwise path fast (measured on a 1-thread
-    Xeon, torch 2.13): small batches are cut into horizontal strips (with Ky//2-row halos) that
-    become extra groups (one 256^2 image: 11 -> 0.8 ms), and on the CPU kernels wider than 13
-    columns are applied as several column slices whose results are summed (the fast path takes
-    at most 13 columns; a 1024^2 image with a 43x23 kernel: 1.6 s -> 0.09 s).
-    """
-    b, hh, ww = y.shape
-    ky, kx = k.shape[-2], k.shape[-1]
-    ry, rx = ky // 2, kx // 2
-    strips = max(1, min(math.ceil(target_groups / b), hh // 16))
-    sh = math.ceil(hh / strips)
-    yp = F.pad(y, (rx, rx, ry, ry + strips * sh - hh))  # (B, S*sh + 2ry, W + 2rx)
-    if strips > 1:
-        st = yp.unfold(1, sh + 2 * ry, sh)  # (B, S, W + 2rx, sh + 2ry)
-        st = st.permute(0, 1, 3, 2).reshape(1, b * strips, sh + 2 * ry, ww + 2 * rx)
-        k = k.repeat_interleave(strips, 0)
-    else:
-        st = yp.unsqueeze(0)
-    step = _CPU_CONV_COLUMNS if y.device.type == "cpu" else kx
-    out = None
-    for c0 in range(0, kx, step):
-        c1 = min(kx, c0 + step)
-        o = F.conv2d(st[..., c0:c0 + ww + c1 - c0 - 1], k[..., c0:c1], groups=b * strips)
-        out = o if out is None else out + o
-    return out.view(b, strips * sh, ww)[:, :hh]
+    # x*t + a*(1-t) = a + t*(x - a); exactly x where h == 0 (t == 1)
+    return torch.lerp(a.expand_as(x), x, t)
 
 
 def rain_length_scale(height: int, width: int) -> float:
-    """Streak lengths are RAIN_LENGTH at 256 px (short side) and scale with its square root."""
+    """Streak lengths are given at 256 px (short side) and scale with its square root."""
     return min(3.0, max(0.2, math.sqrt(min(height, width) / 256.0)))
 
 
-def _rain_layer(b: int, hh: int, ww: int, r: torch.Tensor, generator: torch.Generator | None,
-                gdev: torch.device, dev: torch.device, dt: torch.dtype) -> torch.Tensor:
-    """The additive rain layer (B, 1, H, W), >= 0; exactly 0 where r == 0."""
-    scale = rain_length_scale(hh, ww)
-    lo, hi = RAIN_LENGTH
-    length = (lo + (hi - lo) * _rand((b,), generator, gdev, dev, dt)) * scale
-    length = length.clamp_min(2.0)
-    theta = math.radians(RAIN_MAX_ANGLE) * (2 * _rand((b,), generator, gdev, dev, dt) - 1)
-    alpha = RAIN_INTENSITY[0] + (RAIN_INTENSITY[1] - RAIN_INTENSITY[0]) * _rand(
-        (b,), generator, gdev, dev, dt)
-    # seeds: round(p*H*W) random positions (p proportional to r; exact count dithered),
-    # brightness 0.4..1; positions that collide keep the brighter seed
-    npix = hh * ww
-    expected = (RAIN_SEED_DENSITY / RANGES["rain"][1]) * r * npix
-    count = torch.floor(expected + _rand((b,), generator, gdev, dev, dt))
+_FIXED = 65536.0  # fixed-point scale of the streak frames (see _streaks)
+
+
+def _streaks(b: int, hh: int, ww: int, r: torch.Tensor, theta: torch.Tensor,
+             generator: torch.Generator | None, gdev: torch.device, dev: torch.device,
+             dt: torch.dtype) -> torch.Tensor:
+    """The streak layers of :data:`RAIN_LAYERS` as optical depth (B, 1, H, W) >= 0, summed over
+    the layers; exactly 0 where r == 0. ``theta`` (B, L): each layer's angle from vertical.
+
+    Each layer is drawn in a "rain frame" where its streaks are vertical: every streak is a
+    seed lighting ``n`` rows downwards (+v at its row, -v ``n`` rows below, then one
+    cumulative sum: a motion-blurred drop, at a cost independent of its length). One bilinear
+    resampling maps the frame into the image, sheared to the layer's angle. A layer's frame
+    has ``1 / scale`` of the image's resolution, so its streaks are ~``scale`` px wide. The
+    layers' frames sit side by side in one (B, rows, columns) array: one call per step.
+    """
+    nl = len(RAIN_LAYERS)
+    ls = rain_length_scale(hh, ww)
+    scales = [sp.scale for sp in RAIN_LAYERS]
+    tan = torch.tan(theta)
+    tan_max = float(tan.abs().max())
+    # frame rows: `pad` above the image (streaks enter from above), the image's, and a spare;
+    # columns: the image's sheared footprint, wr = (W + H tan_max) / s, and one spare each side
+    pad = math.ceil(max(sp.length[1] / sp.scale for sp in RAIN_LAYERS)
+                    * (1 + RAIN_IMAGE_JITTER) * ls) + 1
+    hr = pad + math.ceil(hh / min(scales)) + 2
+    wr = [math.ceil((ww + hh * tan_max) / sc) for sc in scales]
+    first = [1 + sum(w + 2 for w in wr[:i]) for i in range(nl)]  # each layer's first column
+    wf = first[-1] + wr[-1] + 1
+    seeded = [pad + math.ceil(hh / sc) for sc in scales]  # rows that get seeds
+
+    # per-layer parameters, each (1, L, 1)
+    par = torch.tensor([[sp.length[0], sp.length[1], sp.opacity[0], sp.opacity[1], sc, w, n_r, c]
+                        for sp, sc, w, n_r, c in zip(RAIN_LAYERS, scales, wr, seeded, first)],
+                       dtype=dt).to(dev).view(1, nl, 8, 1)
+    len_lo, len_hi, op_lo, op_hi, sc, wr_t, seeded_t, first_t = par.unbind(2)
+    jit = 1 + RAIN_IMAGE_JITTER * (2 * _rand((2, b, 1, 1), generator, gdev, dev, dt) - 1)
+    # streak count: density * r / r_max per image pixel of the seeded area (dithered)
+    area = [sp.density / RANGES["rain"][1] * n_r * w * sc * sc
+            for sp, n_r, w, sc in zip(RAIN_LAYERS, seeded, wr, scales)]
+    expected = r.view(b, 1) * torch.tensor(area, dtype=dt).to(dev)
+    count = torch.floor(expected + _rand((b, nl), generator, gdev, dev, dt))
     kmax = max(1, int(math.ceil(float(expected.max()))) + 1)
-    pos = torch.randint(npix, (b, kmax), generator=generator, device=gdev).to(dev)
-    val = 0.4 + 0.6 * _rand((b, kmax), generator, gdev, dev, dt)
-    val = torch.where(torch.arange(kmax, device=dev).view(1, -1) < count.view(-1, 1), val,
+    u = _rand((4, b, nl, kmax), generator, gdev, dev, dt)
+    row = (u[0] * seeded_t).long()
+    col = (u[1] * wr_t).long() + first_t.long()
+    q = u[2] * u[2]
+    length = (len_lo + (len_hi - len_lo) * q) * (jit[0] * ls)
+    n = (length * torch.cos(theta).unsqueeze(-1) / sc).round().clamp_min(1).long()
+    val = (op_lo + (op_hi - op_lo) * q) * jit[1] * (0.6 + 0.4 * u[3])
+    val = torch.where(torch.arange(kmax, device=dev) < count.unsqueeze(-1), val,
                       torch.zeros((), device=dev, dtype=dt))
-    seeds = torch.zeros(b, npix, device=dev, dtype=dt).scatter_reduce_(1, pos, val, "amax")
-    # Motion blur: two passes of a half-length line kernel = a line of the full length with a
-    # tapered (triangular) brightness profile. Each pass is one grouped conv2d with the batch
-    # folded into the groups; half-length kernels stay narrow, which keeps the CPU conv fast.
-    half = length / 2
-    ry = int(math.ceil(float(half.max()) / 2)) + 1
-    rx = int(math.ceil(float((half / 2 * torch.sin(theta).abs()).max()))) + 1
-    k = _line_kernels(half, theta, ry, rx).to(dt)
-    y = _grouped_conv(_grouped_conv(seeds.view(b, hh, ww), k), k)
-    # the two unit-mass passes spread a seed's mass over a triangle of peak ~1/half: scale by
-    # half so a streak's core is about as bright as its seed (times the per-image alpha)
-    layer = y.view(b, 1, hh, ww) * (half * alpha).view(b, 1, 1, 1)
-    return layer.clamp_min(0)
+    # A streak is two nested segments of half its value each, [0, n) and [n/4, 3n/4) rows
+    # from its seed: brightest in the middle, fading at the ends. Each segment is +v at its
+    # first row and -v after its last (the spare row at the latest), summed as integers in
+    # units of 2^-16 (exact, so streaks that share a cell add up in any order, on any device)
+    # and integrated down the rows by one cumulative sum.
+    qv = (val * (0.5 * _FIXED)).round().to(torch.int32).view(b, -1)
+    i0, i1 = row + n // 4, row + n - n // 4
+    last = hr - 1
+    idx = torch.cat([(rr.clamp(max=last) * wf + col).view(b, -1)
+                     for rr in (row, row + n, i0, i1)], dim=1)
+    frame = torch.zeros(b, hr * wf, device=dev, dtype=torch.int32).scatter_add_(
+        1, idx, torch.cat((qv, -qv, qv, -qv), dim=1))
+    frame = frame.view(b, 1, hr, wf).cumsum(dim=2, dtype=torch.int32).to(dt).mul_(1 / _FIXED)
+    # image pixel centre (x, y) of layer l -> frame column first + (x - (y - H/2) tan) / s +
+    # H tan_max / (2 s), row y / s + pad; in grid_sample's normalised coordinates
+    ys = torch.arange(hh, device=dev, dtype=dt).add_(0.5).view(1, 1, -1, 1)
+    xs = torch.arange(ww, device=dev, dtype=dt).add_(0.5).view(1, 1, 1, -1)
+    sc4 = sc.unsqueeze(-1)
+    per_row = ((hh / 2 - ys) * tan.view(b, nl, 1, 1) + hh * tan_max / 2) / sc4 \
+        + first_t.unsqueeze(-1)
+    grid = torch.empty(b, nl, hh, ww, 2, device=dev, dtype=dt)
+    torch.add((xs * (2 / wf)) / sc4, per_row * (2 / wf) - 1, out=grid[..., 0])
+    grid[..., 1] = (ys / sc4 + pad) * (2 / hr) - 1
+    out = F.grid_sample(frame, grid.view(b, nl * hh, ww, 2), mode="bilinear",
+                        padding_mode="zeros", align_corners=False)
+    return out.view(b, nl, hh, ww).sum(1, keepdim=True).clamp_min_(0)
+
+
+def _rain(x: torch.Tensor, r: torch.Tensor, generator: torch.Generator | None,
+          gdev: torch.device) -> torch.Tensor:
+    """Rain on ``x`` (B,3,H,W): a veil (rain accumulation; grows with ``r`` and with a depth
+    proxy) then the streak layers of :data:`RAIN_LAYERS`, alpha-blended towards a per-image
+    near-white rain colour. Exactly ``x`` where r == 0."""
+    b, _, hh, ww = x.shape
+    dev, dt = x.device, x.dtype
+    c_lo, c_hi = RAIN_COLOUR
+    grey = c_lo + (c_hi - c_lo) * _rand((b, 1, 1, 1), generator, gdev, dev, dt)
+    colour = (grey + 0.04 * (_rand((b, 3, 1, 1), generator, gdev, dev, dt) - 0.5)).clamp(0, 1)
+    frac = (r / RANGES["rain"][1]).view(b, 1, 1, 1)
+    veil = RAIN_VEIL * frac ** 1.5 * (0.6 + 0.4 * _rand((b, 1, 1, 1), generator, gdev, dev, dt))
+    veil = veil * _depth_proxy(b, hh, ww, generator, gdev, dev, dt)
+    # one angle per image, jittered per layer
+    base = math.radians(RAIN_MAX_ANGLE) * (2 * _rand((b, 1), generator, gdev, dev, dt) - 1)
+    jitter = math.radians(RAIN_ANGLE_JITTER) * (
+        2 * _rand((b, len(RAIN_LAYERS)), generator, gdev, dev, dt) - 1)
+    depth = _streaks(b, hh, ww, r, base + jitter, generator, gdev, dev, dt)
+    # the veil, then the streaks over it (opacity 1 - exp(-depth): overlapping streaks never
+    # saturate), both towards the rain colour: one blend with the combined opacity
+    alpha = depth.neg_().exp_().mul_(veil - 1).add_(1)  # 1 - (1 - veil) exp(-depth)
+    return torch.lerp(x, colour.expand_as(x), alpha)
 
 
 def degrade(clean: torch.Tensor, haze: torch.Tensor | float = 0, rain: torch.Tensor | float = 0,
@@ -263,7 +314,7 @@ def degrade(clean: torch.Tensor, haze: torch.Tensor | float = 0, rain: torch.Ten
         x = _haze(x, h, generator, gdev)
         touched = True
     if bool((r > 0).any()):
-        x = x + _rain_layer(b, hh, ww, r, generator, gdev, dev, dt)
+        x = _rain(x, r, generator, gdev)
         touched = True
     if bool((s > 0).any()):
         n = torch.randn(b, 3, hh, ww, generator=generator, device=gdev, dtype=dt).to(dev)
@@ -274,7 +325,9 @@ def degrade(clean: torch.Tensor, haze: torch.Tensor | float = 0, rain: torch.Ten
     x = x.clamp(0, 1)
     # samples with all levels 0 are returned exactly as given
     untouched = ((h == 0) & (r == 0) & (s == 0)).view(b, 1, 1, 1)
-    return torch.where(untouched, clean.to(dt), x).to(clean.dtype)
+    if bool(untouched.any()):
+        x = torch.where(untouched, clean.to(dt), x)
+    return x.to(clean.dtype)
 
 
 def degrade_image(img: np.ndarray, haze: float = 0, rain: float = 0, noise: float = 0,

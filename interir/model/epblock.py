@@ -4,6 +4,7 @@ block is the identity (as in NAFNet)."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .explain_conv import ExplainConv2d
@@ -25,11 +26,22 @@ class LayerNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.eps = eps
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """(x − μ) / sqrt(σ² + eps) over the channels, without the affine part."""
+        var, mu = torch.var_mean(x, dim=1, keepdim=True, correction=0)
+        return (x - mu).mul_(torch.rsqrt(var + self.eps))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = x.mean(1, keepdim=True)
-        var = (x - mu).pow(2).mean(1, keepdim=True)
-        x = (x - mu) / torch.sqrt(var + self.eps)
-        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return torch.addcmul(self.bias.view(1, -1, 1, 1), self.normalize(x), self.weight.view(1, -1, 1, 1))
+
+
+def norm_conv1x1(norm: LayerNorm2d, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(norm(x))`` for a 1×1 conv, with the norm's affine folded into the conv's weights
+    (W·diag(γ), W·β + b): the same function, two fewer passes over the feature map."""
+    w = conv.weight.flatten(1)
+    weight = (w * norm.weight).view_as(conv.weight)
+    bias = torch.addmv(conv.bias, w, norm.bias) if conv.bias is not None else w @ norm.bias
+    return F.conv2d(norm.normalize(x), weight, bias)
 
 
 class SimpleGate(nn.Module):
@@ -48,8 +60,24 @@ class SimplifiedChannelAttention(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.conv = nn.Conv2d(channels, channels, 1)
 
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-sample, per-channel scale (B, C, 1, 1)."""
+        return self.conv(x.mean((2, 3), keepdim=True))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.conv(self.pool(x))
+        return x * self.scale(x)
+
+
+def scaled_conv1x1(conv: nn.Conv2d, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``conv(x * scale)`` for a 1×1 conv and a per-sample channel scale (B, C, 1, 1), with the
+    scale folded into per-sample weights: one batched matrix product, no scaled copy of x."""
+    b, c, h, w = x.shape
+    weight = conv.weight.flatten(1).unsqueeze(0) * scale.view(b, 1, c)      # (B, O, C)
+    if conv.bias is None:
+        y = torch.bmm(weight, x.reshape(b, c, h * w))
+    else:
+        y = torch.baddbmm(conv.bias.view(1, -1, 1).expand(b, -1, 1), weight, x.reshape(b, c, h * w))
+    return y.view(b, -1, h, w)
 
 
 def make_depthwise(channels: int, kernel_size: int, conv_type: str) -> nn.Module:
@@ -83,8 +111,16 @@ class EPBlock(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
+    def spatial_mix(self, inp: torch.Tensor) -> torch.Tensor:
+        """conv3(SCA(SimpleGate(conv2(conv1(norm1(x)))))), with the norm and the SCA folded
+        into the 1×1 convs around them."""
+        x = self.gate(self.conv2(norm_conv1x1(self.norm1, self.conv1, inp)))
+        return scaled_conv1x1(self.conv3, x, self.sca.scale(x))
+
+    def ffn(self, y: torch.Tensor) -> torch.Tensor:
+        """conv5(SimpleGate(conv4(norm2(y))))."""
+        return self.conv5(self.gate(norm_conv1x1(self.norm2, self.conv4, y)))
+
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
-        x = self.conv3(self.sca(self.gate(self.conv2(self.conv1(self.norm1(inp))))))
-        y = inp + x * self.beta
-        x = self.conv5(self.gate(self.conv4(self.norm2(y))))
-        return y + x * self.gamma
+        y = torch.addcmul(inp, self.spatial_mix(inp), self.beta)   # inp + β·SpatialMix(inp)
+        return torch.addcmul(y, self.ffn(y), self.gamma)           # y + γ·FFN(y)

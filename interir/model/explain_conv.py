@@ -11,6 +11,7 @@ submodules so that the trace recorder can read M and A with forward hooks.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,11 +22,33 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+class _SurrogateStep(torch.autograd.Function):
+    """1[x ≥ τ] forward; backward: the derivative of sigmoid((x − τ) / T) (straight-through).
+
+    One node instead of the ``hard + (soft − soft.detach())`` graph: the same values and the
+    same gradients, without the forward sigmoid and the two full-size temporaries."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, tau: torch.Tensor, temperature: float) -> torch.Tensor:
+        ctx.save_for_backward(x, tau)
+        ctx.temperature = temperature
+        return (x >= tau.view(1, -1, 1, 1).to(x.dtype)).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        x, tau = ctx.saved_tensors
+        s = torch.sub(x, tau.view(1, -1, 1, 1).to(x.dtype)).mul_(1.0 / ctx.temperature).sigmoid_()
+        grad_x = s.mul_(1.0 - s).mul_(grad).mul_(1.0 / ctx.temperature)   # σ'(u) / T · grad
+        grad_tau = -grad_x.sum((0, 2, 3)).to(tau.dtype) if ctx.needs_input_grad[1] else None
+        return (grad_x if ctx.needs_input_grad[0] else None), grad_tau, None
+
+
 class ThresholdMask(nn.Module):
     """M = 1[x ≥ τ] per channel (Eq. 16), with a straight-through gradient so τ trains.
 
-    Forward value is exactly binary; the backward pass uses the derivative of
-    ``sigmoid((x - τ) / temperature)``.
+    Without autograd (inference, the trace) M is a ``bool`` tensor: one pass over x, and the
+    recorder keeps it as it is. With autograd it is a float tensor of exact 0/1 values whose
+    backward pass uses the derivative of ``sigmoid((x - τ) / temperature)``.
     """
 
     def __init__(self, channels: int, temperature: float = 0.1) -> None:
@@ -34,12 +57,14 @@ class ThresholdMask(nn.Module):
         self.temperature = temperature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # Eq. 16
-        shifted = x - self.tau.view(1, -1, 1, 1).to(x.dtype)
-        hard = (shifted >= 0).to(x.dtype)
         if not (torch.is_grad_enabled() and (x.requires_grad or self.tau.requires_grad)):
-            return hard
-        soft = torch.sigmoid(shifted / self.temperature)
-        return hard + (soft - soft.detach())
+            return x >= self.tau.view(1, -1, 1, 1).to(x.dtype)
+        return _SurrogateStep.apply(x, self.tau, self.temperature)
+
+
+def adaptive_bins(size: int, k: int) -> list[tuple[int, int]]:
+    """The [start, end) ranges of ``adaptive_avg_pool`` over ``size`` cells into ``k`` bins."""
+    return [((i * size) // k, -((-(i + 1) * size) // k)) for i in range(k)]
 
 
 class KernelAttention(nn.Module):
@@ -49,8 +74,22 @@ class KernelAttention(nn.Module):
         super().__init__()
         self.kernel_size = kernel_size
 
+    def pool(self, mask: torch.Tensor) -> torch.Tensor:  # Eq. 17
+        """Mean of M over each of the K×K adaptive-pooling bins, (B, C, Kh, Kw) float."""
+        if mask.dtype != torch.bool:
+            return F.adaptive_avg_pool2d(mask, self.kernel_size)
+        # A binary mask: count the ones in each bin on the bool tensor itself (no float copy);
+        # exact, as the counts are integers and the division is the same as the pool's.
+        h, w = mask.shape[-2:]
+        rows, cols = adaptive_bins(h, self.kernel_size[0]), adaptive_bins(w, self.kernel_size[1])
+        counts = torch.stack([torch.stack([mask[..., r0:r1, c0:c1].sum((-2, -1)) for c0, c1 in cols], -1)
+                              for r0, r1 in rows], -2)
+        area = torch.tensor([[(r1 - r0) * (c1 - c0) for c0, c1 in cols] for r0, r1 in rows],
+                            dtype=torch.float32, device=mask.device)
+        return counts.to(torch.float32) / area
+
     def forward(self, mask: torch.Tensor) -> torch.Tensor:
-        pooled = F.adaptive_avg_pool2d(mask, self.kernel_size)          # Eq. 17
+        pooled = self.pool(mask)
         b, c, kh, kw = pooled.shape
         return torch.softmax(pooled.reshape(b, c, kh * kw), dim=-1).reshape(b, c, kh, kw)  # Eq. 18
 
@@ -103,8 +142,11 @@ class ExplainConv2d(nn.Module):
         attn = self.attention(self.mask(x))
         b, _, h, w = x.shape
         weight = self.modulated_weight(attn).to(x.dtype)
-        bias = None if self.bias is None else self.bias.to(x.dtype).repeat(b)
-        y = F.conv2d(x.reshape(1, b * self.in_channels, h, w), weight, bias,   # Eq. 20
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        if b == 1:  # one sample: a plain conv with its own kernel
+            return F.conv2d(x, weight, bias, self.stride, self.padding, groups=self.groups)
+        y = F.conv2d(x.reshape(1, b * self.in_channels, h, w), weight,    # Eq. 20
+                     None if bias is None else bias.repeat(b),
                      stride=self.stride, padding=self.padding, groups=b * self.groups)
         return y.view(b, self.out_channels, y.shape[-2], y.shape[-1])
 

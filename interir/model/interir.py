@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .epblock import CONV_TYPES
-from .unfolding import F_FORMS, RESM, InitModule, IPBlock
+from .unfolding import F_FORMS, NORM_SCALES, RESM, InitModule, IPBlock
 
 SCALE = 4  # the 4× PixelUnshuffle of the pipeline
 
@@ -21,7 +21,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # core at about 1.5 it/s (96², batch 8) and serves a 512² image with its trace on 2 vCPUs.
     "tiny": {"n_blocks": 2, "channels": 48, "kernel_size": 3},
 }
-DEFAULTS: dict[str, Any] = {"conv_type": "explain", "f_form": "additive", "eta": 0.01}
+DEFAULTS: dict[str, Any] = {"conv_type": "explain", "f_form": "additive", "eta": 0.01, "norm_scale": "unit"}
 
 
 def make_config(preset: str = "tiny", **overrides: Any) -> dict[str, Any]:
@@ -43,6 +43,8 @@ def make_config(preset: str = "tiny", **overrides: Any) -> dict[str, Any]:
         raise ValueError(f"conv_type must be one of {CONV_TYPES}")
     if cfg["f_form"] not in F_FORMS:
         raise ValueError(f"f_form must be one of {F_FORMS}")
+    if cfg["norm_scale"] not in NORM_SCALES:
+        raise ValueError(f"norm_scale must be one of {NORM_SCALES}")
     cfg["eta"] = float(cfg["eta"])
     return cfg
 
@@ -56,9 +58,11 @@ class InterIR(nn.Module):
         c, k = config["channels"], config["kernel_size"]
         kw = dict(kernel_size=k, conv_type=config["conv_type"])
         self.embed = nn.Sequential(nn.PixelUnshuffle(SCALE), nn.Conv2d(3 * SCALE ** 2, c, 3, padding=1))
-        self.init = InitModule(c)
+        norm_scale = config.get("norm_scale", "unit")   # configs written before the option: unit
+        self.init = InitModule(c, norm_scale)
         self.blocks = nn.ModuleList(
-            IPBlock(c, f_form=config["f_form"], eta=config["eta"], **kw) for _ in range(config["n_blocks"]))
+            IPBlock(c, f_form=config["f_form"], eta=config["eta"], norm_scale=norm_scale, **kw)
+            for _ in range(config["n_blocks"]))
         self.final_resm = RESM(c, f_form=config["f_form"], eta=config["eta"], **kw)
         self.head = nn.Sequential(nn.Conv2d(c, 3 * SCALE ** 2, 3, padding=1), nn.PixelShuffle(SCALE))
 

@@ -4,7 +4,7 @@ Shapes: I, Λ, z: (B, C, h, w) feature maps (z is the embedded degraded image, t
 Eqs. 11-14); A: (B, C, h, h) and B: (B, C, w, w), one matrix pair per channel, so ``A @ I @ B``
 is a batched matrix product and non-square inputs work.
 
-Interpretation notes (see DESIGN.md and the model card):
+Interpretation notes (see docs/design.md and the model card):
 - ⊕/⊖ are element-wise, ⊛ an element-wise product, ``I1 = I0 ⊗ −ηH`` reads ``I0 − ηH`` with
   a learnable η (init 0.01).
 - The data term of F follows Eq. 31/28 (Aᵀ(A·I·B − z)Bᵀ, the gradient of ½‖A·I·B − z‖²);
@@ -15,7 +15,6 @@ Interpretation notes (see DESIGN.md and the model card):
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .epblock import EPBlock
@@ -28,9 +27,26 @@ def frob_normalize(m: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return m / (m.flatten(2).norm(dim=-1)[..., None, None] + eps)
 
 
-def t(m: torch.Tensor) -> torch.Tensor:
-    """Per-channel matrix transpose."""
-    return m.transpose(-1, -2)
+NORM_SCALES = ("unit", "learned")
+
+
+class MatrixNorm(nn.Module):
+    """The paper's Norm(·) of Eqs. 11 and 13: each (batch, channel) matrix divided by its
+    Frobenius norm. ``scale="learned"`` reads it with a learned per-channel gain ρ (init 1, so a
+    fresh model is unchanged): A = ρ·M/‖M‖. With unit-norm A and B, A·I·B is about a rank-one
+    projection of I and the data term ‖A·I·B − z‖ cannot be descended (measured: the relative
+    residual of the shipped n = 2 model rises over the iterations); ρ lets A·I·B match z's scale.
+    """
+
+    def __init__(self, channels: int, scale: str = "unit") -> None:
+        super().__init__()
+        if scale not in NORM_SCALES:
+            raise ValueError(f"norm_scale must be one of {NORM_SCALES}, got {scale!r}")
+        self.gain = nn.Parameter(torch.ones(channels)) if scale == "learned" else None
+
+    def forward(self, m: torch.Tensor) -> torch.Tensor:
+        m = frob_normalize(m)
+        return m if self.gain is None else m * self.gain.view(1, -1, 1, 1).to(m.dtype)
 
 
 class Shrinkage(nn.Module):
@@ -42,7 +58,7 @@ class Shrinkage(nn.Module):
         self.conv2 = nn.Conv2d(channels * expand, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(F.relu(self.conv1(x)))
+        return self.conv2(torch.relu_(self.conv1(x)))
 
 
 class KappaWeight(nn.Module):
@@ -57,21 +73,23 @@ class KappaWeight(nn.Module):
         nn.init.zeros_(self.fc2.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 2.0 * torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+        return 2.0 * torch.sigmoid(self.fc2(torch.relu_(self.fc1(x.mean((2, 3), keepdim=True)))))
 
 
 class InitModule(nn.Module):
     """Eq. 11: I0 = z, Λ0 = f1(I0) + I0, A0 = Norm(I0 I0ᵀ), B0 = Norm(I0ᵀ I0)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm_scale: str = "unit") -> None:
         super().__init__()
         self.f1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm_a = MatrixNorm(channels, norm_scale)
+        self.norm_b = MatrixNorm(channels, norm_scale)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         I0 = z
         Lambda0 = self.f1(I0) + I0
-        A0 = frob_normalize(I0 @ t(I0))
-        B0 = frob_normalize(t(I0) @ I0)
+        A0 = self.norm_a(I0 @ I0.mT)
+        B0 = self.norm_b(I0.mT @ I0)
         return I0, A0, B0, Lambda0
 
 
@@ -95,42 +113,45 @@ class RESM(nn.Module):
     @staticmethod
     def data_gradient(I: torch.Tensor, A: torch.Tensor, B: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Aᵀ(A·I·B − z)Bᵀ, the gradient of ½‖A·I·B − z‖²."""
-        return t(A) @ (A @ I @ B - z) @ t(B)
+        return A.mT @ (A @ I @ B).sub_(z) @ B.mT
 
     def F(self, I: torch.Tensor, A: torch.Tensor, B: torch.Tensor, Lambda: torch.Tensor,
           z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # Eq. 31 (additive) / Eq. 28
-        v = self.ep_v(I)
-        s = self.shrink(Lambda + v)
+        u = Lambda + self.ep_v(I)                                   # Λ ⊕ EP(I)
+        s = self.shrink(u)                                          # Convs(Λ ⊕ EP(I))
         if self.f_form == "additive":
-            prior = self.ep_f(v + Lambda + self.kappa(Lambda + v) * s)
+            prior = self.ep_f(torch.addcmul(u, self.kappa(u), s))   # EP(EP(I) ⊕ Λ ⊕ Wκ·Convs(·))
         else:
-            prior = self.ep_f(Lambda + v - s)
-        return self.data_gradient(I, A, B, z) + prior, s
+            prior = self.ep_f(u - s)
+        return self.data_gradient(I, A, B, z).add_(prior), s
 
     def H(self, F_I: torch.Tensor, A: torch.Tensor, B: torch.Tensor, s: torch.Tensor) -> torch.Tensor:  # Eq. 12
-        return t(A) @ A @ F_I @ B @ t(B) + self.ep_h_gate(1.0 - s) * self.ep_h_f(F_I)
+        return torch.addcmul(A.mT @ A @ F_I @ B @ B.mT, self.ep_h_gate(1.0 - s), self.ep_h_f(F_I))
 
     def forward(self, I: torch.Tensor, A: torch.Tensor, B: torch.Tensor, Lambda: torch.Tensor,
                 z: torch.Tensor) -> torch.Tensor:
         F_I, s = self.F(I, A, B, Lambda, z)
-        return I - self.eta * self.H(F_I, A, B, s)  # Eq. 12 / Eq. 24: I1 = I0 − ηH(I0)
+        return torch.addcmul(I, self.H(F_I, A, B, s), self.eta, value=-1.0)  # Eq. 12/24: I1 = I0 − ηH(I0)
 
 
 class DMUM(nn.Module):
     """Degradation matrix update module (Eq. 13)."""
 
-    def __init__(self, channels: int, kernel_size: int = 3, conv_type: str = "explain") -> None:
+    def __init__(self, channels: int, kernel_size: int = 3, conv_type: str = "explain",
+                 norm_scale: str = "unit") -> None:
         super().__init__()
         self.ep_a = EPBlock(2 * channels, kernel_size, conv_type)
         self.ep_b = EPBlock(2 * channels, kernel_size, conv_type)
+        self.norm_a = MatrixNorm(channels, norm_scale)
+        self.norm_b = MatrixNorm(channels, norm_scale)
 
     def update_A(self, I: torch.Tensor, B: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # Eq. 13, rows 1-2
         a0, a1 = self.ep_a(torch.cat([I @ B, z], dim=1)).chunk(2, dim=1)
-        return frob_normalize(a0 @ t(a1))
+        return self.norm_a(a0 @ a1.mT)
 
     def update_B(self, I: torch.Tensor, A: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # Eq. 13, rows 3-4
         b0, b1 = self.ep_b(torch.cat([A @ I, z], dim=1)).chunk(2, dim=1)
-        return frob_normalize(t(b0) @ b1)
+        return self.norm_b(b0.mT @ b1)
 
     def forward(self, I: torch.Tensor, B: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         A_new = self.update_A(I, B, z)
@@ -154,10 +175,10 @@ class IPBlock(nn.Module):
     """Interpretability block: RESM (I), DMUM (A, B), MUM (Λ)."""
 
     def __init__(self, channels: int, kernel_size: int = 3, conv_type: str = "explain",
-                 f_form: str = "additive", eta: float = 0.01) -> None:
+                 f_form: str = "additive", eta: float = 0.01, norm_scale: str = "unit") -> None:
         super().__init__()
         self.resm = RESM(channels, kernel_size, conv_type, f_form, eta)
-        self.dmum = DMUM(channels, kernel_size, conv_type)
+        self.dmum = DMUM(channels, kernel_size, conv_type, norm_scale)
         self.mum = MUM(channels, kernel_size, conv_type)
 
     def forward(self, I: torch.Tensor, A: torch.Tensor, B: torch.Tensor, Lambda: torch.Tensor,

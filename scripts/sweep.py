@@ -1,0 +1,167 @@
+"""The model sweep of issue 10: same data, seed and iteration budget for every row; each row a
+few overrides of ``configs/sweep/base.yaml``.
+
+    python scripts/sweep.py run --runs DIR [--rows a,b] [--threads 1]   # resumable; skips done rows
+    python scripts/sweep.py report --runs DIR [--out docs/model_sweep.md]
+
+``run`` trains each row with ``interir train --run-dir DIR/<row>`` (``--resume`` when the row has a
+training state, so an interrupted sweep continues where it stopped; keep DIR outside the work
+tree). ``report`` reads every row's ``log.csv`` and writes the table: the last validation PSNR
+(average over the 7 combinations), the early-exit PSNR per iteration k at that validation and
+whether it is non-decreasing (within 0.05 dB), the wall time per iteration, and the forward time
+of the row's architecture at 512² on this machine (2 threads, random weights: speed does not
+depend on them).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ROOT / "configs" / "sweep" / "base.yaml"
+
+#: row name -> (what it tests, overrides as {"section.key": value}).
+ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "paper-n6": ("the paper's reading: n = 6, explain conv, unit Norm, loss on the output only", {}),
+    "ds-linear": ("+ deep supervision, weights ∝ k + 1", {"train.loss.deep_supervision": "linear"}),
+    "ds-norm": ("+ deep supervision + learned Norm gain ρ", {"train.loss.deep_supervision": "linear",
+                                                             "network.norm_scale": "learned"}),
+    "ds-norm-unit": ("… + explain_unit (K²-scaled attention)", {
+        "train.loss.deep_supervision": "linear", "network.norm_scale": "learned",
+        "network.conv_type": "explain_unit"}),
+    "ds-norm-sub": ("… + F subtractive (Eq. 28)", {
+        "train.loss.deep_supervision": "linear", "network.norm_scale": "learned",
+        "network.f_form": "subtractive"}),
+    "ds-norm-std": ("… with standard depthwise convs (the twin)", {
+        "train.loss.deep_supervision": "linear", "network.norm_scale": "learned",
+        "network.conv_type": "standard"}),
+    "ds-uniform-norm": ("deep supervision uniform + learned Norm gain", {
+        "train.loss.deep_supervision": "uniform", "network.norm_scale": "learned"}),
+    "ds-norm-lr1e-3": ("ds-norm at lr 1e-3", {"train.loss.deep_supervision": "linear",
+                                               "network.norm_scale": "learned",
+                                               "train.optimizer.lr": 1.0e-3}),
+    "ds-norm-n4": ("ds-norm at n = 4", {"train.loss.deep_supervision": "linear",
+                                        "network.norm_scale": "learned", "network.n_blocks": 4}),
+}
+
+
+def row_config(name: str) -> dict[str, Any]:
+    """The base config with the row's overrides applied."""
+    cfg = yaml.safe_load(BASE.read_text())
+    for dotted, value in ROWS[name][1].items():
+        *path, key = dotted.split(".")
+        node = cfg
+        for p in path:
+            node = node.setdefault(p, {})
+        node[key] = value
+    cfg["name"] = f"sweep-{name}"
+    return cfg
+
+
+def run(args: argparse.Namespace) -> None:
+    runs = Path(args.runs)
+    names = args.rows.split(",") if args.rows else list(ROWS)
+    for name in names:
+        if name not in ROWS:
+            sys.exit(f"sweep: unknown row {name!r}; rows: {', '.join(ROWS)}")
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    for name in names:
+        out = runs / name
+        if (out / "DONE").exists():
+            print(f"[sweep] {name}: done, skipped", flush=True)
+            continue
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+            yaml.safe_dump(row_config(name), fh)
+        cmd = [sys.executable, "-m", "interir.cli", "train", "--config", fh.name, "--run-dir", str(out)]
+        if (out / "state.json").exists():
+            cmd.append("--resume")
+        print(f"[sweep] {name}: {' '.join(cmd[3:])}", flush=True)
+        t0 = time.time()
+        proc = subprocess.run(cmd, cwd=ROOT, env=env)
+        os.unlink(fh.name)
+        if proc.returncode:
+            sys.exit(f"[sweep] {name}: training failed (exit {proc.returncode})")
+        (out / "DONE").write_text(f"{time.time() - t0:.0f} s\n")
+
+
+def read_log(path: Path) -> dict[str, Any]:
+    """Last validation of a run: average PSNR, per-stage PSNR, iterations, seconds per iteration."""
+    rows = list(csv.DictReader(path.open()))
+    train = [r for r in rows if r["kind"] == "train"]
+    val = [r for r in rows if r["kind"] == "val" and r["combo"] == "average"]
+    last_it = int(val[-1]["iter"]) if val else 0
+    stages = sorted(((int(r["stage"]), float(r["psnr"])) for r in rows
+                     if r["kind"] == "val_stage" and r["combo"] == "average" and int(r["iter"]) == last_it))
+    times = [(int(r["iter"]), float(r["time"])) for r in train if r.get("time")]
+    sec_per_it = ((times[-1][1] - times[0][1]) / (times[-1][0] - times[0][0])
+                  if len(times) > 1 and times[-1][0] > times[0][0] else float("nan"))
+    return {"iter": last_it, "psnr": float(val[-1]["psnr"]) if val else float("nan"),
+            "stages": [p for _, p in stages], "sec_per_it": sec_per_it}
+
+
+def forward_ms(cfg: dict[str, Any]) -> float:
+    """Median forward time at 512², 2 threads, of the row's architecture."""
+    import statistics
+
+    import torch
+
+    import interir
+    torch.set_num_threads(2)
+    net = dict(cfg["network"])
+    model = interir.build_model(net.pop("preset", "tiny"), **net).eval()
+    x = torch.rand(1, 3, 512, 512)
+    times = []
+    with torch.inference_mode():
+        for i in range(4):
+            t0 = time.perf_counter()
+            model(x)
+            if i:
+                times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def report(args: argparse.Namespace) -> None:
+    runs = Path(args.runs)
+    lines = ["| row | what it tests | iters | val PSNR (dB) | early-exit PSNR k = 0..n | monotone | "
+             "s / it | forward 512² (ms) |", "|---|---|---:|---:|---|:---:|---:|---:|"]
+    for name, (what, _) in ROWS.items():
+        log = runs / name / "log.csv"
+        if not log.exists():
+            continue
+        r = read_log(log)
+        mono = all(b >= a - 0.05 for a, b in zip(r["stages"], r["stages"][1:])) if r["stages"] else None
+        stages = " → ".join(f"{p:.2f}" for p in r["stages"])
+        lines.append(f"| `{name}` | {what} | {r['iter']} | {r['psnr']:.2f} | {stages} | "
+                     f"{'—' if mono is None else ('yes' if mono else 'no')} | {r['sec_per_it']:.2f} | "
+                     f"{forward_ms(row_config(name)):.0f} |")
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--runs", required=True, help="folder of the row runs (keep it outside the work tree)")
+    r.add_argument("--rows", default=None, help="comma list (default: all rows in order)")
+    r.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("report")
+    p.add_argument("--runs", required=True)
+    p.add_argument("--out", default=None)
+    args = ap.parse_args()
+    run(args) if args.cmd == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()
