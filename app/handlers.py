@@ -479,7 +479,7 @@ class Explorer:
         over the degraded input, (b) each iteration's change there, (c) the explainable-conv
         channels most active there."""
         ct = self._trace(session)
-        return explain_region(self.holder, ct, session, x0, y0, x1, y1, progress)
+        return explain_region(self.holder, ct, session.x, x0, y0, x1, y1, progress)
 
     @handler("why_select", (*WHY_OUT, "why_x0", "why_y0", "why_x1", "why_y1", "why_corner"))
     def why_select(self, mode: str, corner: Any, session: Session | None, evt: gr.SelectData,
@@ -494,15 +494,15 @@ class Explorer:
             box = (corner[0], corner[1], x, y)
         else:
             box = (x, y, None, None)
-        out = explain_region(self.holder, ct, session, *box, progress)
+        out = explain_region(self.holder, ct, session.x, *box, progress)
         return {**out, "why_x0": box[0], "why_y0": box[1], "why_x1": box[2], "why_y1": box[3], "why_corner": None}
 
     @fills("why_img", *WHY_OUT)
     def fill_why(self, session: Session) -> Outputs:
         ct = self._trace(session)
-        return {"why_img": save_png(session, ct.output, "why_restored"), "why_attr": None,
-                "why_iter": plot_json(empty_figure("Click the restored image (or drag a box) to ask why.")),
-                "why_chan": None, "why_md": T.WHY_START}
+        empty = plot_json(empty_figure(T.WHY_START))
+        return {"why_img": save_png(session, ct.output, "why_restored"), "why_attr": empty, "why_iter": empty,
+                "why_chan": empty, "why_md": T.WHY_START}
 
     # ---- interventions
     @handler("intervene", ("iv_gallery", "iv_md", "session"))

@@ -240,16 +240,15 @@ def _why_tab(w: Wiring) -> None:
     with gr.Row(equal_height=False):
         w("why_img", gr.Image(label="Restored image: click to choose the region", type="filepath",
                               interactive=False, height=420, elem_id="why-image"))
-        w("why_attr", gr.Image(label="(a) attribution over the degraded input", type="filepath",
-                               interactive=False, height=420, elem_id="why-attr"))
+        w("why_attr", gr.Plot(label="(a) attribution over the degraded input", show_label=False,
+                              elem_id="why-attr"))
     w("why_md", _md(elem_id="why-info"))
     with gr.Row(equal_height=False):
         with gr.Column(scale=4):
             w("why_iter", gr.Plot(label="(b) change per iteration", show_label=False, elem_id="why-iter"))
         with gr.Column(scale=6):
-            w("why_chan", gr.Gallery(label="(c) most active explainable-conv channels (mask M in orange)",
-                                     columns=3, height="auto", object_fit="contain", allow_preview=False,
-                                     elem_id="why-chan"))
+            w("why_chan", gr.Plot(label="(c) most active explainable-conv channels", show_label=False,
+                                  elem_id="why-chan"))
 
 
 def _panel_tabs(ex: Explorer, n: int, w: Wiring) -> None:

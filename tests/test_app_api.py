@@ -96,7 +96,7 @@ def test_every_endpoint_is_named(client):
     assert ref["parameter_has_default"] and ref["parameter_default"] is None  # the reference is optional
 
 
-def test_twin_why_and_the_server_log(env, client, tmp_path):
+def test_twin_and_the_server_log(env, client, tmp_path):
     img = smooth_image(40, 48, 11)
     save_image(img, tmp_path / "t.png")
     img = load_image(tmp_path / "t.png")
@@ -105,25 +105,35 @@ def test_twin_why_and_the_server_log(env, client, tmp_path):
     assert len(gallery) == 3 and "standard-conv twin" in md and "No clean reference" in md
     close(read(gallery[0]["image"]), expected(env["model"], img))
     close(read(gallery[1]["image"]), expected(env["twin"], img))
-
-    attr, fig, chans, md = client.predict(20, 10, None, None, api_name="/why")
-    assert "Region x 12–28, y 2–18 (17×17 px)" in md and 1 <= len(chans) <= 6
-    tr = interir.trace(env["model"], torch.from_numpy(img).permute(2, 0, 1)[None])
-    prev = to_uint8(img)[2:19, 12:29].astype(int)
-    for k, it in enumerate(tr.iterations):  # (b): mean |I_k - I_(k-1)| in the region, /255
-        cur = to_uint8(it.image[0].permute(1, 2, 0).numpy())[2:19, 12:29].astype(int)
-        bar = [t for t in plot_of(fig)["data"] if t["type"] == "bar"][0]
-        assert decode(bar["y"])[k] == pytest.approx(np.abs(cur - prev).mean(), abs=0.05)
-        prev = cur
-    assert read(attr).ndim == 3
-    *_, md = client.predict(5, 5, 30, 20, api_name="/why")
-    assert "Region x 5–30, y 5–20 (26×16 px)" in md
-    with pytest.raises(AppError, match="outside"):
-        client.predict(500, 500, None, None, api_name="/why")
-
+    with pytest.raises(AppError, match="channel 99 out of range"):
+        client.predict(0, "99", api_name="/matrices")
     log = env["server"].log.read_text()
     assert re.search(r"request /restore image=48x40 \d+ ms ok", log)
-    assert re.search(r"request /why image=48x40 \d+ ms refused: the region", log)
+    assert re.search(r"request /twin image=48x40 \d+ ms ok", log)
+    assert re.search(r"request /matrices image=48x40 \d+ ms refused: channel 99 out of range", log)
+
+
+def test_why_this_pixel(env, client, tmp_path):
+    pytest.importorskip("interir.attribution")
+    img = smooth_image(40, 48, 12)
+    save_image(img, tmp_path / "w.png")
+    img = load_image(tmp_path / "w.png")
+    client.predict(handle_file(str(tmp_path / "w.png")), api_name="/restore")
+    attr, change, chans, md = client.predict(20, 10, None, None, api_name="/why")
+    assert "Region:" in md and "Integrated gradients" in md
+    assert "heatmap" in json.dumps(plot_of(attr)["data"]) and plot_of(chans)["data"]
+    tr = interir.trace(env["model"], torch.from_numpy(img).permute(2, 0, 1)[None])
+    from interir.attribution import Region, iteration_change
+
+    want = iteration_change(to_uint8(img), [to_uint8(it.image[0].permute(1, 2, 0).numpy()) for it in tr.iterations],
+                            Region.point(20, 10, radius=8))
+    k_max = int(np.argmax(want.region))
+    assert f"Iteration k = {k_max} changed the region most" in md
+    *_, md = client.predict(5, 5, 30, 20, api_name="/why")
+    assert "Region:" in md
+    with pytest.raises(AppError) as err:
+        client.predict(500, 500, None, None, api_name="/why")
+    assert "Traceback" not in str(err.value)
 
 
 def test_restore_then_every_panel(env, client, tmp_path):
@@ -392,3 +402,25 @@ def test_reference_is_rebuilt_for_other_weights_without_touching_the_shipped_fil
     (tmp_path / "damaged.npz").write_bytes(b"junk")
     ref, _ = rt.ensure_reference(holder, path=tmp_path / "damaged.npz", builder=builder)
     assert len(calls) == 2 and load_reference(tmp_path / "damaged.npz").weights_hash == holder.hash
+
+
+def test_unexpected_errors_go_to_the_log_not_the_page(tmp_path, caplog, monkeypatch):
+    import gradio as gr
+
+    from app.handlers import Explorer, Session
+    from app.runtime import ModelHolder
+
+    ex = Explorer(ModelHolder(interir.build_model("tiny", n_blocks=1, channels=4), "test"), None, "none")
+    save_image(smooth_image(24, 28, 9), tmp_path / "x.png")
+
+    def boom(*a, **k):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(ex.holder, "trace", boom)
+    with caplog.at_level("INFO", logger="interir.app"), pytest.raises(gr.Error) as err:
+        ex.restore(str(tmp_path / "x.png"), None, Session(), progress=lambda *a, **k: None)
+    assert "secret internals" not in err.value.message and "server log" in err.value.message
+    failed = [r for r in caplog.records if r.exc_info]
+    assert failed and "secret internals" in caplog.text and "Traceback" in caplog.text
+    assert any(re.search(r"request /restore image=- \d+ ms failed: RuntimeError", r.getMessage())
+               for r in caplog.records)

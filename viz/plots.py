@@ -19,8 +19,7 @@ from .images import _pool_to
 
 __all__ = ["COMBO_COLORS", "combo_label", "to_json", "to_figure", "typed_array", "from_typed_array",
            "iteration_curves", "iteration_curves_json", "matrix_view", "singular_values",
-           "matrices_figure", "attention_figure", "channel_rank_figure", "embedding_figure", "empty_figure",
-           "region_change_figure"]
+           "matrices_figure", "attention_figure", "channel_rank_figure", "embedding_figure", "empty_figure"]
 
 Fig = dict
 FONT = {"family": "Inter, Segoe UI, Helvetica, Arial, sans-serif", "size": 12, "color": "#343a40"}
@@ -393,16 +392,3 @@ def embedding_figure(ref: Any, placement: Any | None = None, thumbs: Sequence[st
                                             yaxis=_axis(showticklabels=False, title={"text": "t-SNE 2"},
                                                         zeroline=False, ticks=""))}
 
-
-# ----------------------------------------------------------------------------- "why this pixel?"
-def region_change_figure(change: Sequence[float], title: str = "") -> Fig:
-    """Mean |I_k − I_(k−1)| inside a region for every iteration k (k = 0: from the input), /255."""
-    values = [float(v) * 255.0 for v in change]
-    ks = list(range(len(values)))
-    lay = _layout(260, xaxis=_axis(title={"text": "iteration k"}, dtick=1, type="category"),
-                  yaxis=_axis(title={"text": "mean |change| in the region (/255)"}, rangemode="tozero"),
-                  margin={"l": 60, "r": 20, "t": 44 if title else 20, "b": 40})
-    if title:
-        lay["title"] = {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"}
-    return {"data": [{"type": "bar", "x": ks, "y": values, "marker": {"color": ACCENT},
-                      "hovertemplate": "k=%{x}<br>%{y:.2f}/255<extra></extra>"}], "layout": lay}

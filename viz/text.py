@@ -83,7 +83,8 @@ TWIN = (
 )
 
 WHY = (
-    "Click a point on the restored image (a square of the chosen size around it) or give a box, "
+    "Click a point on the restored image (a disc of radius 8 px around it), click two corners of a "
+    "box, or type the coordinates, "
     "and see (a) which pixels of the **degraded input** the region's output depends on (an "
     "attribution map through the whole unfolding; the method is named below the map), (b) how "
     "much each iteration $k$ changed that region, and (c) the explainable-convolution channels "
