@@ -25,7 +25,7 @@ import numpy as np
 from gradio.components.plot import PlotData
 
 from interir.errors import InterIRError
-from interir.fileio import atomic_write_bytes
+from interir.fileio import atomic_write_with
 from interir.imageio import load_image, to_uint8
 from interir.reference import Placement
 from viz.compact import CompactTrace
@@ -130,7 +130,8 @@ def pool(name: str) -> ThreadPoolExecutor:
 def save_png(session: Session, img: np.ndarray, name: str, compress_level: int = 1) -> str:
     """Write an image into the session folder (fast PNG) and return its path for gradio."""
     path = session.dir() / f"{name}.png"
-    atomic_write_bytes(path, png_bytes(img, compress_level))
+    # temporary files for gradio: atomic (a frame may be re-read while rewritten), not fsynced
+    atomic_write_with(path, lambda tmp: tmp.write_bytes(png_bytes(img, compress_level)), durable=False)
     return str(path)
 
 

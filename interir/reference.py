@@ -17,7 +17,6 @@ winning share of the weight.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -30,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import InterIRError
-from .fileio import atomic_write_bytes
+from .fileio import atomic_savez
 from .weights import repo_root
 
 __all__ = ["Reference", "Placement", "load_reference", "save_reference", "place", "weights_hash",
@@ -98,14 +97,11 @@ def save_reference(ref: Reference, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(ref.meta, version=REFERENCE_VERSION, combos=list(ref.combos), sources=list(ref.sources),
                 weights_hash=ref.weights_hash, nn_dist_p95=float(ref.nn_dist_p95))
-    buf = io.BytesIO()
-    np.savez_compressed(buf, embeddings=ref.embeddings.astype(np.float32),
-                        coords=ref.coords.astype(np.float32), labels=ref.labels.astype(np.int16),
-                        levels=ref.levels.astype(np.float32), thumbs=ref.thumbs.astype(np.uint8),
-                        mean=ref.mean.astype(np.float32), std=ref.std.astype(np.float32),
-                        meta_json=np.array(json.dumps(meta)))
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return atomic_savez(path, dict(embeddings=ref.embeddings.astype(np.float32),
+                                   coords=ref.coords.astype(np.float32), labels=ref.labels.astype(np.int16),
+                                   levels=ref.levels.astype(np.float32), thumbs=ref.thumbs.astype(np.uint8),
+                                   mean=ref.mean.astype(np.float32), std=ref.std.astype(np.float32),
+                                   meta_json=np.array(json.dumps(meta))))
 
 
 def load_reference(path: str | os.PathLike) -> Reference:

@@ -8,7 +8,6 @@ produces, the n + 1 entries cover all n + 1 RESMs, and the last decoded image is
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
@@ -19,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_with
 from .model.explain_conv import KernelAttention, ThresholdMask
 from .model.interir import InterIR
 
@@ -118,19 +117,18 @@ def write_bundle(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], summ
     """Write a trace bundle atomically: ``arrays`` plus ``summary_json``, a zip of .npy files that
     ``np.load`` reads. ``half`` stores the solver's float32 arrays as float16 (images stay
     float32); ``level`` is the zlib level (1 is ~5× faster than 6, files ~10 % larger)."""
-    path = Path(path)
-    buf = io.BytesIO()
     entries = dict(arrays, summary_json=np.array(json.dumps(jsonable(summary))))
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
-        for key, arr in entries.items():
-            arr = np.asanyarray(arr)
-            if half and arr.dtype == np.float32 and not key.startswith(_FULL_PRECISION) \
-                    and not key.endswith(".image"):
-                arr = arr.astype(np.float16)
-            with zf.open(f"{key}.npy", "w", force_zip64=True) as fh:
-                np.lib.format.write_array(fh, arr, allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
+            for key, arr in entries.items():
+                arr = np.asanyarray(arr)
+                if half and arr.dtype == np.float32 and not key.startswith(_FULL_PRECISION) \
+                        and not key.endswith(".image"):
+                    arr = arr.astype(np.float16)
+                with zf.open(f"{key}.npy", "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, arr, allow_pickle=False)
+    return atomic_write_with(path, write)
 
 
 @dataclass

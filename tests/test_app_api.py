@@ -424,3 +424,30 @@ def test_unexpected_errors_go_to_the_log_not_the_page(tmp_path, caplog, monkeypa
     assert failed and "secret internals" in caplog.text and "Traceback" in caplog.text
     assert any(re.search(r"request /restore image=- \d+ ms failed: RuntimeError", r.getMessage())
                for r in caplog.records)
+
+
+def png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG that declares width×height pixels but holds no image data (enough for a header check)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+def test_size_limits_bombs_and_animations_are_reported_in_the_apps_words(env, client, tmp_path):
+    for (w, h), msg in [((9000, 9000), "image is 9000×9000 = 81 MP; the explorer accepts up to 16 MP"),
+                        ((20000, 20000), "refused as a decompression bomb (the image declares 400 MP); "
+                                         "the explorer accepts up to 16 MP")]:
+        path = png_header(tmp_path / f"big_{w}.png", w, h)
+        with pytest.raises(AppError) as err:
+            client.predict(handle_file(str(path)), api_name="/restore")
+        assert msg in str(err.value) and "max-pixels" not in str(err.value) and "Traceback" not in str(err.value)
+    frames = [Image.fromarray((smooth_image(30, 40, s) * 255).astype(np.uint8)) for s in (20, 21, 22)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    _, _, info = client.predict(handle_file(str(tmp_path / "anim.gif")), api_name="/restore")
+    assert "anim.gif is animated (3 frames): only the first frame is used." in info

@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InterIRError
     from ..reference import SHIPPED_REFERENCE, build_reference, cache_dir, weights_hash
-    from ._common import check_output_path, resolve_model
+    from ..fileio import check_output_path
+    from ._common import resolve_model
 
     if args.size < 16 or args.seeds < 1:
         raise InterIRError("--size must be >= 16 and --seeds >= 1")

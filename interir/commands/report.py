@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     import interir
     from interir.errors import InterIRError
+    from interir.fileio import check_output_path
     from interir.imageio import load_image
     from interir.reference import find_reference, weights_hash
 
@@ -54,11 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from viz.compact import compact_trace
     from viz.report import build_report, write_report
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise InterIRError(f"{out}: is a folder; give the HTML file to write")
-    if not out.parent.exists():
-        raise InterIRError(f"{out}: output folder {out.parent} does not exist")
+    out = check_output_path(args.out, (".html", ".htm"))
     if args.max_side < 0:
         raise InterIRError(f"--max-side must be >= 0, got {args.max_side}")
     if args.weights:
