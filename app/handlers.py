@@ -41,6 +41,7 @@ from .session import (Outputs, Session, downscale, fills, handler, pixel_key, pl
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = ROOT / "examples"
 DEFAULT_NEIGHBOURS = 8
+SLIDER_WIDTH = 690  # px: the before/after slider's width in the page (app.ui's 7/12 column)
 NO_TRACE = "Restore an image first (upload one, pick an example or use the degradation lab)."
 
 RESTORE_OUT = ("slider", "download", "info_md", "session")
@@ -220,7 +221,11 @@ class Explorer:
                      "a reference).")
         lines += [f"⚠️ {n_}" for n_ in notes]
         session.info = lines
-        return {"slider": (before, after), "download": after, "info_md": "  \n".join(lines), "session": session}
+        # the before/after slider as tall as the image at the column's width (~690 px): a wide
+        # image leaves no empty bands and the divider stays on the image
+        height = int(np.clip(round(SLIDER_WIDTH * h / w), 120, 480))
+        return {"slider": gr.update(value=(before, after), height=height), "download": after,
+                "info_md": "  \n".join(lines), "session": session}
 
     @staticmethod
     def _metric_line(ct: CompactTrace, ref_source: str) -> str:
@@ -423,7 +428,7 @@ class Explorer:
         top = " · ".join(f"{combo_label(c)} {v:.0%}" for c, v in ranked if v > 0)
         md = (f"### Diagnosis: {combo_label(p.combo)} ({p.confidence:.0%} confidence)\n"
               f"Weighted vote of the {len(p.neighbours)} nearest of {len(self.reference)} reference "
-              f"images (all {len(p.neighbours)} shown below, nearest first): {top}.")
+              f"images (all {len(p.neighbours)} shown below, nearest first, with their distance): {top}.")
         if p.out_of_distribution:
             md += ("\n\n⚠️ This image is far from every reference image (its nearest neighbour is "
                    "farther than 1.5× the usual spacing): treat the diagnosis with caution.")
@@ -431,8 +436,8 @@ class Explorer:
             md += "\n\n⚠️ Random-init model: the embedding carries no learned meaning."
         items = [(thumbnail(self.reference.thumbs[j], 96), f"neighbour_{j}") for j in p.neighbours]
         paths = save_pngs(session, items, 6)
-        gallery = [(path, f"{combo_label(self.reference.combos[int(self.reference.labels[j])])} · "
-                          f"distance {d:.2f}") for path, j, d in zip(paths, p.neighbours, p.distances)]
+        gallery = [(path, f"{combo_label(self.reference.combos[int(self.reference.labels[j])])} ({d:.1f})")
+                   for path, j, d in zip(paths, p.neighbours, p.distances)]
         return {"emb_plot": plot_json(embedding_figure(self.reference, p, self.ref_thumbs)), "emb_md": md,
                 "emb_gallery": gallery}
 

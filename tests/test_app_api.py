@@ -141,8 +141,8 @@ def test_restore_then_every_panel(env, client, tmp_path):
     img = smooth_image(44, 60, 1)
     save_image(img, tmp_path / "a.png")
     img = load_image(tmp_path / "a.png")
-    (before, after), download, info = client.predict(handle_file(str(tmp_path / "a.png")), None,
-                                                     api_name="/restore")
+    slider, download, info = client.predict(handle_file(str(tmp_path / "a.png")), None, api_name="/restore")
+    before, after = val(slider)
     close(read(after), expected(model, img))
     np.testing.assert_array_equal(read(before), to_uint8(img))
     assert read(download).shape == (44, 60, 3) and "Restored" in info and "No clean reference" in info
@@ -302,7 +302,8 @@ def _odd_formats(tmp_path: Path) -> dict[str, tuple[Path, tuple[int, int]]]:
 
 def test_odd_image_formats_and_downscaling(env, client, tmp_path):
     for name, (path, shape) in _odd_formats(tmp_path).items():
-        (before, after), _, info = client.predict(handle_file(str(path)), None, api_name="/restore")
+        slider, _, info = client.predict(handle_file(str(path)), None, api_name="/restore")
+        before, after = val(slider)
         assert read(after).shape[:2] == shape, name
         if name == "wide":
             assert "downscaled to 1024×205" in info
@@ -322,7 +323,8 @@ def test_eight_simultaneous_users_get_their_own_results(env, tmp_path):
     def user(job):
         path, img = job
         c = Client(env["url"], verbose=False)
-        (_, after), _, _ = c.predict(handle_file(str(path)), None, api_name="/restore")
+        slider, _, _ = c.predict(handle_file(str(path)), None, api_name="/restore")
+        after = val(slider)[1]
         im0, *_ = c.predict(0, api_name="/step")
         return read(after), read(im0)
 
