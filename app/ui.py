@@ -255,15 +255,15 @@ def _panel_tabs(ex: Explorer, n: int, w: Wiring) -> None:
     with gr.Tabs(elem_id="panels"):
         with gr.Tab("3 · Iterations", id="iterations"):
             _iterations_tab(n, w)
-        with gr.Tab("4 · Degradation matrices", id="matrices"):
+        with gr.Tab("4 · Matrices A, B, Λ", id="matrices"):
             _matrices_tab(n, w)
-        with gr.Tab("5 · Explainable convolution", id="explain"):
+        with gr.Tab("5 · Explainable conv", id="explain"):
             _explain_tab(w)
-        with gr.Tab("6 · Degradation embedding", id="embedding"):
+        with gr.Tab("6 · Embedding", id="embedding"):
             _embedding_tab(ex, w)
         with gr.Tab("7 · Why this pixel?", id="why"):
             _why_tab(w)
-        with gr.Tab("8 · Standard-conv twin", id="twin"):
+        with gr.Tab("8 · Twin", id="twin"):
             _md(T.TWIN, elem_classes="panel-text")
             w("twin_btn", gr.Button("Run the twin on this image", variant="primary", elem_id="twin-btn"))
             w("twin_gallery", gr.Gallery(label="explainable · standard · |difference|", columns=3, height=360,

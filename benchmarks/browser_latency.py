@@ -26,9 +26,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-TABS = [("4 · Degradation matrices", "(s) => document.querySelectorAll(s).length >= 2", "#matrices-plot .hm image"),
-        ("5 · Explainable convolution", "(s) => document.querySelectorAll(s).length >= 4", "#rank-plot .bars path"),
-        ("6 · Degradation embedding", "(s) => document.querySelectorAll(s).length >= 20",
+TABS = [("4 · Matrices A, B, Λ", "(s) => document.querySelectorAll(s).length >= 2", "#matrices-plot .hm image"),
+        ("5 · Explainable conv", "(s) => document.querySelectorAll(s).length >= 4", "#rank-plot .bars path"),
+        ("6 · Embedding", "(s) => document.querySelectorAll(s).length >= 20",
          "#embedding-plot .scatterlayer .point"),
         ("7 · Why this pixel?", "(s) => Array.from(document.querySelectorAll(s)).some(i => i.complete && "
                                 "i.naturalWidth > 0)", "#why-image img")]

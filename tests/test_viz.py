@@ -437,6 +437,7 @@ def test_pretty_bytes_uses_the_units_of_gradios_file_list():
     from viz.images import pretty_bytes
 
     assert pretty_bytes(2662) == "2.6 KB" and pretty_bytes(13_500_000) == "12.9 MB" and pretty_bytes(10) == "10.0 B"
+    assert pretty_bytes(3328) == "3.3 KB"  # 3.25 rounds up, as toFixed(1) in the browser
 
 
 def test_one_writer_for_both_bundles(real_trace, tmp_path, monkeypatch):

@@ -263,4 +263,4 @@ def pretty_bytes(n: int) -> str:
     while value > 1024 and i < len(units) - 1:
         value /= 1024
         i += 1
-    return f"{value:.1f} {units[i]}"
+    return f"{np.floor(value * 10 + 0.5) / 10:.1f} {units[i]}"  # JavaScript's toFixed(1): 3.25 -> 3.3
