@@ -39,17 +39,18 @@ HEAD = f"<script>{QUIET_JS}</script><script>{HOVER_JS}</script>"
 STATE_TTL_S = 3600
 # Moves the selected-iteration markers ("sel:<curve>" traces) and the dashed "k-line" shapes of
 # the iteration curves (viz.plots.iteration_curves) to k, with the plotly.js gradio loaded.
-MARK_K_JS = """(k) => {
+# One Plotly.update (a single redraw), after the step request has left (setTimeout).
+MARK_K_JS = """(k) => { setTimeout(() => {
   const gd = document.querySelector('#curves .js-plotly-plot'); const P = window.Plotly;
-  if (!gd || !P || !gd.data) { return []; }
-  k = Math.round(Number(k)); const idx = [], xs = [], ys = [];
+  if (!gd || !P || !gd.data) { return; }
+  k = Math.round(Number(k)); const idx = [], xs = [], ys = [], lay = {};
   gd.data.forEach((t, i) => { if (typeof t.name === 'string' && t.name.startsWith('sel:')) {
     const src = gd.data.find(u => u.name === t.name.slice(4));
     idx.push(i); xs.push([k]); ys.push([src && src.y ? src.y[k] : null]); } });
-  if (idx.length) { P.restyle(gd, {x: xs, y: ys}, idx); }
-  const shapes = (gd.layout.shapes || []).map(s => s.name === 'k-line' ? Object.assign({}, s, {x0: k, x1: k}) : s);
-  P.relayout(gd, {shapes: shapes}); return [];
-}"""
+  (gd.layout.shapes || []).forEach((s, i) => { if (s.name === 'k-line') {
+    lay['shapes[' + i + '].x0'] = k; lay['shapes[' + i + '].x1'] = k; } });
+  if (idx.length) { P.update(gd, {x: xs, y: ys}, lay, idx); }
+}, 0); return []; }"""
 
 
 class RobustImage(gr.Image):

@@ -62,7 +62,7 @@ class IterationRecord:
 
 
 # ----------------------------------------------------------------------------- the bundle
-# The .npz layout of ``interir trace`` (docs/design.md, "Public contract"): input, output,
+# The .npz layout of ``interir trace`` (its save_npz: docs/design.md, "Public contract"): input, output,
 # embedding, iterations.<k>.{image,I,A,B,Lambda}, fidelity, step_norm, masks.<conv>,
 # attention.<conv>, tau.<conv>, summary_json. Written only by write_bundle, from bundle_arrays.
 def bundle_arrays(input: np.ndarray, output: np.ndarray, embedding: np.ndarray,
