@@ -198,6 +198,8 @@ SCHEMA: dict[str, Any] = {
             "deep_supervision": F("stage_weights", _ABSENT, nullable=True),
         },
         "grad_clip": F("float", None, nullable=True, positive=True),
+        # a weights folder to start from (a warm restart; tensors matched by name and shape)
+        "init_weights": F("str", None, nullable=True),
         "amp": F("str", "none", choices=("none", "bf16")),
         "compile": F("bool", False),
     },

@@ -556,6 +556,8 @@ class Trainer:
         self.start_iter, self.best_psnr, self.best_iter, self.elapsed0 = 0, -math.inf, 0, 0.0
         if resume:
             self.resume()
+        elif self.tcfg["init_weights"]:
+            self.warm_start(self.tcfg["init_weights"])
         self.last_ckpt = self.start_iter
         self.net = self._wrap_model()
         self.loss_fn = self._build_loss()
@@ -625,6 +627,27 @@ class Trainer:
         self.elapsed0 = float(meta.get("elapsed", 0.0))
         self._recover_best()
         self.say(f"resuming {self.cfg['name']} from iteration {self.start_iter} in {self.ckpt_dir}")
+
+    def warm_start(self, weights_dir: str) -> None:
+        """Start from a trained checkpoint (``train.init_weights``, safetensors only): every
+        tensor whose name and shape match is copied; the others (e.g. IPBlocks beyond the
+        checkpoint's n, or a learned Norm gain it did not have) keep their fresh initialisation.
+        The optimiser and schedule start anew: a warm restart."""
+        import interir
+
+        source = interir.load_pretrained(weights_dir).state_dict()
+        target = self.model.state_dict()
+        bad = [k for k in source if k in target and source[k].shape != target[k].shape]
+        if bad:
+            raise InterIRError(f"train.init_weights: {weights_dir}: {len(bad)} tensors have other shapes "
+                               f"than this network's (e.g. {bad[0]}: {tuple(source[bad[0]].shape)} vs "
+                               f"{tuple(target[bad[0]].shape)})")
+        shared = {k: v for k, v in source.items() if k in target}
+        if not shared:
+            raise InterIRError(f"train.init_weights: {weights_dir}: no tensor matches this network")
+        self.model.load_state_dict(shared, strict=False)
+        self.say(f"warm start from {weights_dir}: {len(shared)} of {len(target)} tensors loaded, "
+                 f"{len(target) - len(shared)} freshly initialised, {len(source) - len(shared)} unused")
 
     def _recover_best(self) -> None:
         """best/ may be newer than state.json (a kill between the two saves): trust it."""

@@ -396,3 +396,27 @@ def test_run_dir_overrides_the_configs_checkpoint_dir(tmp_path, data_dir):
     assert not (tmp_path / "in-config").exists()
     assert cli_main(["train", "--config", str(cfg), "--run-dir", str(tmp_path / "elsewhere"),
                      "--resume"]) == 0
+
+
+def test_warm_start_copies_matching_tensors_and_keeps_the_rest_fresh(tmp_path, data_dir, capsys):
+    torch.set_num_threads(1)
+    torch.manual_seed(5)
+    src = interir.build_model("tiny", n_blocks=1, channels=8)     # another seed than the run's
+    interir.save_pretrained(src, tmp_path / "src")
+    raw = _raw_cfg(data_dir, tmp_path / "run", total_iter=1, init_weights=str(tmp_path / "src"))
+    raw["train"]["optimizer"]["lr"] = 1e-12           # one step that barely moves the weights
+    raw["network"].update(n_blocks=2, norm_scale="learned")
+    assert cli_main(["train", "--config", str(_write_cfg(tmp_path / "c.yaml", raw))]) == 0
+    assert "warm start from" in capsys.readouterr().err
+    got = interir.load_pretrained(tmp_path / "run" / "last").state_dict()
+    ref = src.state_dict()
+    assert torch.allclose(got["blocks.0.resm.ep_v.conv1.weight"], ref["blocks.0.resm.ep_v.conv1.weight"], atol=1e-6)
+    assert torch.allclose(got["head.0.weight"], ref["head.0.weight"], atol=1e-6)
+    fresh = interir.build_model("tiny", n_blocks=2, channels=8).state_dict()
+    assert not torch.allclose(got["blocks.1.resm.ep_v.conv1.weight"], ref["blocks.0.resm.ep_v.conv1.weight"])
+    assert got["blocks.1.resm.eta"].item() == pytest.approx(fresh["blocks.1.resm.eta"].item(), abs=1e-6)
+    raw["network"]["channels"] = 12
+    raw["checkpoint"]["dir"] = str(tmp_path / "run2")
+    assert cli_main(["train", "--config", str(_write_cfg(tmp_path / "c.yaml", raw))]) == 2
+    err = capsys.readouterr().err
+    assert "init_weights" in err and "other shapes" in err and "\n" not in err.strip()

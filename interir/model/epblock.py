@@ -27,21 +27,43 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """(x − μ) / sqrt(σ² + eps) over the channels, without the affine part."""
-        var, mu = torch.var_mean(x, dim=1, keepdim=True, correction=0)
-        return (x - mu).mul_(torch.rsqrt(var + self.eps))
+        """(x − μ) / sqrt(σ² + eps) over the channels, without the affine part. (Two-pass
+        variance: ``torch.var_mean`` over the channel dimension of NCHW is several times slower
+        on the CPU, and E[x²] − μ² loses precision.)"""
+        d = x - x.mean(1, keepdim=True)
+        rstd = torch.rsqrt((d * d).mean(1, keepdim=True).add_(self.eps))
+        return d * rstd if torch.is_grad_enabled() else d.mul_(rstd)   # d is needed by d·d's grad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.bias.view(1, -1, 1, 1), self.normalize(x), self.weight.view(1, -1, 1, 1))
+
+
+def matmul1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1×1 convolution as one matrix product: ``weight`` (O, C) or per sample (B, O, C).
+
+    On the CPU this is about twice as fast as ``F.conv2d``, whose 1×1 path writes the bias into
+    the output in a separate slow broadcast pass before the product."""
+    b, c, h, w = x.shape
+    flat = x.reshape(b, c, h * w)
+    if weight.dim() == 2 and b == 1:
+        y = torch.mm(weight, flat[0]) if bias is None else torch.addmm(bias[:, None], weight, flat[0])
+    else:
+        weight = weight.expand(b, -1, -1) if weight.dim() == 2 else weight
+        y = torch.bmm(weight, flat) if bias is None else torch.baddbmm(bias.view(1, -1, 1), weight, flat)
+    return y.view(b, -1, h, w)
+
+
+def conv1x1(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a 1×1 ``nn.Conv2d`` (its parameters, the fast product)."""
+    return matmul1x1(x, conv.weight.flatten(1), conv.bias)
 
 
 def norm_conv1x1(norm: LayerNorm2d, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(norm(x))`` for a 1×1 conv, with the norm's affine folded into the conv's weights
     (W·diag(γ), W·β + b): the same function, two fewer passes over the feature map."""
     w = conv.weight.flatten(1)
-    weight = (w * norm.weight).view_as(conv.weight)
     bias = torch.addmv(conv.bias, w, norm.bias) if conv.bias is not None else w @ norm.bias
-    return F.conv2d(norm.normalize(x), weight, bias)
+    return matmul1x1(norm.normalize(x), w * norm.weight, bias)
 
 
 class SimpleGate(nn.Module):
@@ -71,13 +93,8 @@ class SimplifiedChannelAttention(nn.Module):
 def scaled_conv1x1(conv: nn.Conv2d, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``conv(x * scale)`` for a 1×1 conv and a per-sample channel scale (B, C, 1, 1), with the
     scale folded into per-sample weights: one batched matrix product, no scaled copy of x."""
-    b, c, h, w = x.shape
-    weight = conv.weight.flatten(1).unsqueeze(0) * scale.view(b, 1, c)      # (B, O, C)
-    if conv.bias is None:
-        y = torch.bmm(weight, x.reshape(b, c, h * w))
-    else:
-        y = torch.baddbmm(conv.bias.view(1, -1, 1).expand(b, -1, 1), weight, x.reshape(b, c, h * w))
-    return y.view(b, -1, h, w)
+    weight = conv.weight.flatten(1).unsqueeze(0) * scale.view(x.shape[0], 1, -1)      # (B, O, C)
+    return matmul1x1(x, weight, conv.bias)
 
 
 def make_depthwise(channels: int, kernel_size: int, conv_type: str) -> nn.Module:
@@ -119,7 +136,7 @@ class EPBlock(nn.Module):
 
     def ffn(self, y: torch.Tensor) -> torch.Tensor:
         """conv5(SimpleGate(conv4(norm2(y))))."""
-        return self.conv5(self.gate(norm_conv1x1(self.norm2, self.conv4, y)))
+        return conv1x1(self.conv5, self.gate(norm_conv1x1(self.norm2, self.conv4, y)))
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         y = torch.addcmul(inp, self.spatial_mix(inp), self.beta)   # inp + β·SpatialMix(inp)

@@ -78,12 +78,14 @@ class KernelAttention(nn.Module):
         """Mean of M over each of the K×K adaptive-pooling bins, (B, C, Kh, Kw) float."""
         if mask.dtype != torch.bool:
             return F.adaptive_avg_pool2d(mask, self.kernel_size)
-        # A binary mask: count the ones in each bin on the bool tensor itself (no float copy);
-        # exact, as the counts are integers and the division is the same as the pool's.
+        # A binary mask: count the ones in each bin on the bytes themselves (no float copy):
+        # per row within each column bin, then per row bin. Exact: the counts are integers and
+        # the division is the same as the pool's.
         h, w = mask.shape[-2:]
         rows, cols = adaptive_bins(h, self.kernel_size[0]), adaptive_bins(w, self.kernel_size[1])
-        counts = torch.stack([torch.stack([mask[..., r0:r1, c0:c1].sum((-2, -1)) for c0, c1 in cols], -1)
-                              for r0, r1 in rows], -2)
+        ones = mask.view(torch.uint8)
+        per_row = torch.stack([ones[..., c0:c1].sum(-1, dtype=torch.int32) for c0, c1 in cols], -1)
+        counts = torch.stack([per_row[..., r0:r1, :].sum(-2) for r0, r1 in rows], -2)
         area = torch.tensor([[(r1 - r0) * (c1 - c0) for c0, c1 in cols] for r0, r1 in rows],
                             dtype=torch.float32, device=mask.device)
         return counts.to(torch.float32) / area

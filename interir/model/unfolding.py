@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .epblock import EPBlock
+from .epblock import EPBlock, conv1x1
 
 F_FORMS = ("additive", "subtractive")
 
@@ -58,7 +58,7 @@ class Shrinkage(nn.Module):
         self.conv2 = nn.Conv2d(channels * expand, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(torch.relu_(self.conv1(x)))
+        return conv1x1(self.conv2, torch.relu_(conv1x1(self.conv1, x)))
 
 
 class KappaWeight(nn.Module):
