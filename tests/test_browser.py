@@ -101,7 +101,8 @@ def test_explorer_in_a_real_browser(app_url, shots, tmp_path):
                 outside.append(req.url)
         page.on("request", on_request)
         console_errors: list[str] = []
-        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error"
+                or "Method not implemented" in m.text else None)
         page.on("pageerror", lambda e: console_errors.append(str(e)))
         page.set_default_timeout(T)
         page.goto(app_url)
