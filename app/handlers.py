@@ -34,9 +34,9 @@ from viz.plots import (attention_figure, channel_rank_figure, combo_label, embed
 from viz.report import build_report, lambda_basis, write_report
 
 from .runtime import ModelHolder, trim_memory
-from .why import explain_region
 from .session import (Outputs, Session, downscale, fills, handler, pixel_key, plot_json, pool, read_image,
                       save_png, save_pngs)
+from .why import explain_region
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = ROOT / "examples"

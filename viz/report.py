@@ -18,8 +18,8 @@ from interir.trace import jsonable
 from . import text
 from .compact import CompactTrace, parse_layer
 from .hover import HOVER_JS
-from .images import (change_frame, change_scales, channel_grid, fit_pca, jpeg_data_uri, mask_overlay, pca_rgb, png_data_uri,
-                     resize_max, thumbnail, upscale_to)
+from .images import (change_frame, change_scales, channel_grid, fit_pca, jpeg_data_uri, mask_overlay, pca_rgb,
+                     png_data_uri, resize_max, thumbnail, upscale_to)
 from .plots import (attention_figure, channel_rank_figure, combo_label, embedding_figure,
                     iteration_curves, matrices_figure)
 
