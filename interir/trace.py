@@ -36,7 +36,8 @@ class IterationRecord:
         self.B = B                  # (1, C, w, w)
         self.Lambda = Lambda        # (1, C, h, w)
         self.step_norm = step_norm  # ||I_k - I_{k-1}|| / ||I_{k-1}||
-        self._decode, self._z = decode, z
+        self.z = z                  # (1, C, h, w) the embedded input (the "D" of Eqs. 12-14)
+        self._decode = decode
         self._image = image
         self._fidelity: float | None = None
 
@@ -53,7 +54,7 @@ class IterationRecord:
         """||A·I·B − z||² / numel."""
         if self._fidelity is None:
             with torch.inference_mode():
-                self._fidelity = float((self.A @ self.I @ self.B - self._z).pow(2).mean())
+                self._fidelity = float((self.A @ self.I @ self.B - self.z).pow(2).mean())
         return self._fidelity
 
     def __repr__(self) -> str:
@@ -199,7 +200,8 @@ class Recorder:
                 if isinstance(module, ThresholdMask):
                     conv = name.rsplit(".", 1)[0]
                     self.handles.append(module.register_forward_hook(
-                        lambda m, args, out, conv=conv: self.masks.__setitem__(conv, out if out.dtype == torch.bool else out.detach().gt(0.5))))
+                        lambda m, args, out, conv=conv: self.masks.__setitem__(conv, out if out.dtype == torch.bool
+                                                                       else out.detach().gt(0.5))))
                 elif isinstance(module, KernelAttention):
                     conv = name.rsplit(".", 1)[0]
                     self.handles.append(module.register_forward_hook(
