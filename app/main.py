@@ -20,8 +20,9 @@ QUEUE_KWARGS: dict[str, Any] = dict(default_concurrency_limit=2, max_size=32)
 def create_app(weights: str | None = None, reference: str | None = None, holder: Any = None,
                ) -> tuple[Any, Any]:
     """Build (demo, explorer). ``holder`` lets tests inject a model (``ModelHolder(model, ...)``)."""
-    from .handlers import Explorer, clean_stale_sessions
-    from .runtime import ModelHolder, ensure_reference, limit_blas_threads, tune_malloc
+    from .handlers import Explorer
+    from .session import clean_stale_sessions
+    from .runtime import ModelHolder, ensure_reference, limit_blas_threads, load_twin, tune_malloc
     from .ui import build_demo
 
     limit_blas_threads()
@@ -29,7 +30,8 @@ def create_app(weights: str | None = None, reference: str | None = None, holder:
     clean_stale_sessions()
     holder = holder or ModelHolder.from_env(weights)
     ref, note = ensure_reference(holder, reference)
-    explorer = Explorer(holder, ref, note)
+    twin, twin_note = load_twin(holder)
+    explorer = Explorer(holder, ref, note, twin, twin_note)
     demo = build_demo(explorer)
     demo.queue(**QUEUE_KWARGS)
     return demo, explorer

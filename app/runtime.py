@@ -18,14 +18,13 @@ import numpy as np
 import torch
 
 import interir
+from interir import reference as refset
 from interir.errors import InterIRError
 from interir.model.epblock import EXPLAIN_TYPES
-from viz.embedding import Reference, load_reference, weights_hash
+from interir.reference import Reference, weights_hash
 
 log = logging.getLogger("interir.app")
 
-APP_DIR = Path(__file__).resolve().parent
-SHIPPED_REFERENCE = APP_DIR / "assets" / "reference_embedding.npz"
 INTERVENTIONS = ("uniform_attention", "zero_multiplier")
 
 
@@ -80,11 +79,15 @@ class ModelHolder:
     def to_tensor(img: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
 
-    def trace(self, img: np.ndarray) -> "interir.Trace":
-        """Trace one float32 (H, W, 3) image."""
+    @property
+    def short_name(self) -> str:
+        return Path(self.weights_dir).name if self.weights_dir is not None else "random init"
+
+    def trace(self, img: np.ndarray, progress: Callable[[int, int], None] | None = None) -> "interir.Trace":
+        """Trace one float32 (H, W, 3) image; ``progress(k, total)`` as each iteration ends."""
         x = self.to_tensor(img)
         with self.lock:
-            return interir.trace(self.model, x)
+            return interir.trace(self.model, x, progress=progress)
 
     def run(self, img: np.ndarray, intervention: str | None = None) -> np.ndarray:
         """Restore with an intervention active; returns float32 (H, W, 3), not clamped."""
@@ -98,6 +101,33 @@ class ModelHolder:
             with ctx:
                 y = self.model(x)
         return y[0].permute(1, 2, 0).float().numpy()
+
+
+TWIN_SUFFIX = "-stdconv"
+
+
+def load_twin(holder: ModelHolder, weights: str | os.PathLike | None = None) -> tuple[ModelHolder | None, str]:
+    """The standard-convolution twin of the served weights, for the twin panel: ``weights`` or
+    ``$INTERIR_TWIN_WEIGHTS`` (``none`` switches it off), else the folder beside the served one
+    named ``<name>-stdconv`` (``checkpoints/interir-tiny-stdconv`` for the shipped checkpoint).
+    Returns (twin or None, a note saying why there is none)."""
+    weights = weights or os.environ.get("INTERIR_TWIN_WEIGHTS") or None
+    if weights and str(weights).lower() == "none":
+        return None, "The standard-conv twin is switched off (INTERIR_TWIN_WEIGHTS=none)."
+    if weights is None and holder.weights_dir is not None:
+        sibling = Path(holder.weights_dir).with_name(Path(holder.weights_dir).name + TWIN_SUFFIX)
+        weights = sibling if sibling.is_dir() else None
+    if weights is None:
+        return None, ("No standard-conv twin for these weights: put one beside them as "
+                      f"`<weights>{TWIN_SUFFIX}` or set INTERIR_TWIN_WEIGHTS.")
+    try:
+        twin = ModelHolder(interir.load_pretrained(weights), f"twin {Path(weights).name}", Path(weights))
+    except InterIRError as exc:
+        log.warning("twin: %s", exc)
+        return None, f"The standard-conv twin could not be loaded ({exc})."
+    if twin.has_explainable:
+        log.warning("twin %s uses explainable convolutions", weights)
+    return twin, ""
 
 
 def limit_blas_threads() -> None:
@@ -144,47 +174,13 @@ def trim_memory() -> None:
         libc.malloc_trim(0)
 
 
-def cache_dir() -> Path:
-    """Where rebuilt reference sets go: ``$INTERIR_CACHE_DIR`` or ``~/.cache/interir``."""
-    return Path(os.environ.get("INTERIR_CACHE_DIR") or Path.home() / ".cache" / "interir")
-
-
 def ensure_reference(holder: ModelHolder, path: str | os.PathLike | None = None,
                      builder: Callable[..., Reference] | None = None, quick: bool | None = None,
                      ) -> tuple[Reference | None, str]:
-    """Load the reference embedding set that matches the served weights, rebuilding it if needed.
-
-    Order: ``path`` / ``$INTERIR_REFERENCE`` if given; otherwise the shipped
-    ``app/assets/reference_embedding.npz``. If that file is missing, damaged or was built with
-    other weights, it is rebuilt: in place for the shipped checkpoint (or an explicit path),
-    else into :func:`cache_dir` keyed by the weights hash (never overwriting the shipped file).
-    Returns (reference or None, a note for the UI).
-    """
-    explicit = path or os.environ.get("INTERIR_REFERENCE") or None
+    """The reference embedding set for the served weights (the start-up hash check), rebuilt
+    when missing, damaged or built with other weights: see :func:`interir.reference.ensure_reference`.
+    ``path`` defaults to ``$INTERIR_REFERENCE``; ``$INTERIR_REFERENCE_QUICK=1`` builds a small set."""
+    path = path or os.environ.get("INTERIR_REFERENCE") or None
     quick = bool(int(os.environ.get("INTERIR_REFERENCE_QUICK", "0"))) if quick is None else quick
-    candidates = [Path(explicit)] if explicit else [SHIPPED_REFERENCE,
-                                                     cache_dir() / f"reference_{holder.hash[:16]}.npz"]
-    for cand in candidates:
-        if cand.is_file():
-            try:
-                ref = load_reference(cand)
-            except InterIRError as exc:
-                log.warning("%s", exc)
-                continue
-            if ref.weights_hash == holder.hash:
-                return ref, f"reference set: {len(ref)} images ({cand.name})"
-            log.info("%s was built for other weights (%s…); rebuilding", cand, ref.weights_hash[:10])
-    if explicit:
-        target = Path(explicit)
-    elif holder.is_default_checkpoint:
-        target = SHIPPED_REFERENCE
-    else:
-        target = cache_dir() / f"reference_{holder.hash[:16]}.npz"
-    if builder is None:
-        from .build_reference import build_reference as builder
-    try:
-        ref = builder(holder, out=target, quick=quick)
-    except (OSError, InterIRError) as exc:
-        log.warning("could not build the reference embedding set: %s", exc)
-        return None, f"no reference embedding set ({exc})"
-    return ref, f"reference set: {len(ref)} images (rebuilt for these weights)"
+    return refset.ensure_reference(holder.model, path, shipped_weights=holder.is_default_checkpoint,
+                                   builder=builder, quick=quick, whash=holder.hash)

@@ -21,6 +21,7 @@ COMMANDS = {
     "train": "interir.commands.train",
     "eval": "interir.commands.eval",
     "report": "interir.commands.report",
+    "build-reference": "interir.commands.build_reference",
 }
 
 

@@ -90,16 +90,10 @@ def _summarise_bias(per_combo: dict[str, list[float]]) -> dict[str, Any]:
     return {"combos": combos, "average": avg}
 
 
-def _embedded_input(it: Any) -> torch.Tensor:
-    """The embedded input z of a trace iteration. interir.trace keeps it as the private
-    ``_z`` (used for its ``fidelity``); read here until the trace offers a public name."""
-    return it._z
-
-
 def relative_residual(it: Any) -> float:
     """``||A_k I_{k+1} B_k - z|| / ||z||`` of one :class:`interir.trace.IterationRecord`: how
     far the iterate, pushed through the estimated degradation, is from the embedded input."""
-    z = _embedded_input(it)
+    z = it.z
     with torch.inference_mode():
         r = torch.linalg.vector_norm((it.A @ it.I @ it.B - z).double())
         return float(r / torch.linalg.vector_norm(z.double()).clamp_min(1e-12))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 torch.set_num_threads(1)
 ENDPOINTS = {"/restore", "/degrade", "/step", "/matrices", "/masks", "/embedding", "/intervene", "/export",
-             "/panels", "/play", "/play_tick"}
+             "/panels", "/play", "/play_tick", "/twin", "/why", "/why_select"}
 
 
 def smooth_image(h: int, w: int, seed: int) -> np.ndarray:
@@ -42,8 +43,12 @@ def env(tmp_path_factory):
     model = interir.build_model("tiny", n_blocks=2, channels=8).eval()
     interir.save_pretrained(model, root / "weights")
     model = interir.load_pretrained(root / "weights")
+    # found beside the weights as <name>-stdconv, as checkpoints/interir-tiny-stdconv is
+    interir.save_pretrained(interir.build_model("tiny", n_blocks=2, channels=8, conv_type="standard"),
+                            root / "weights-stdconv")
+    twin = interir.load_pretrained(root / "weights-stdconv")
     with serve(root / "weights", root / "server") as server:
-        yield {"root": root, "url": server.url, "model": model, "server": server}
+        yield {"root": root, "url": server.url, "model": model, "twin": twin, "server": server}
 
 
 @pytest.fixture()
@@ -85,8 +90,50 @@ def decode(arr):
 
 # ----------------------------------------------------------------------------- endpoints
 def test_every_endpoint_is_named(client):
-    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert ENDPOINTS <= names
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert ENDPOINTS <= set(api)
+    ref = [p for p in api["/restore"]["parameters"] if p["parameter_name"] == "reference_path"][0]
+    assert ref["parameter_has_default"] and ref["parameter_default"] is None  # the reference is optional
+
+
+def test_twin_and_the_server_log(env, client, tmp_path):
+    img = smooth_image(40, 48, 11)
+    save_image(img, tmp_path / "t.png")
+    img = load_image(tmp_path / "t.png")
+    client.predict(handle_file(str(tmp_path / "t.png")), api_name="/restore")  # no reference given
+    gallery, md = client.predict(api_name="/twin")
+    assert len(gallery) == 3 and "standard-conv twin" in md and "No clean reference" in md
+    close(read(gallery[0]["image"]), expected(env["model"], img))
+    close(read(gallery[1]["image"]), expected(env["twin"], img))
+    with pytest.raises(AppError, match="channel 99 out of range"):
+        client.predict(0, "99", api_name="/matrices")
+    log = env["server"].log.read_text()
+    assert re.search(r"request /restore image=48x40 \d+ ms ok", log)
+    assert re.search(r"request /twin image=48x40 \d+ ms ok", log)
+    assert re.search(r"request /matrices image=48x40 \d+ ms refused: channel 99 out of range", log)
+
+
+def test_why_this_pixel(env, client, tmp_path):
+    pytest.importorskip("interir.attribution")
+    img = smooth_image(40, 48, 12)
+    save_image(img, tmp_path / "w.png")
+    img = load_image(tmp_path / "w.png")
+    client.predict(handle_file(str(tmp_path / "w.png")), api_name="/restore")
+    attr, change, chans, md = client.predict(20, 10, None, None, api_name="/why")
+    assert "Region:" in md and "Integrated gradients" in md
+    assert "heatmap" in json.dumps(plot_of(attr)["data"]) and plot_of(chans)["data"]
+    tr = interir.trace(env["model"], torch.from_numpy(img).permute(2, 0, 1)[None])
+    from interir.attribution import Region, iteration_change
+
+    want = iteration_change(to_uint8(img), [to_uint8(it.image[0].permute(1, 2, 0).numpy()) for it in tr.iterations],
+                            Region.point(20, 10, radius=8))
+    k_max = int(np.argmax(want.region))
+    assert f"Iteration k = {k_max} changed the region most" in md
+    *_, md = client.predict(5, 5, 30, 20, api_name="/why")
+    assert "Region:" in md
+    with pytest.raises(AppError) as err:
+        client.predict(500, 500, None, None, api_name="/why")
+    assert "Traceback" not in str(err.value)
 
 
 def test_restore_then_every_panel(env, client, tmp_path):
@@ -94,8 +141,8 @@ def test_restore_then_every_panel(env, client, tmp_path):
     img = smooth_image(44, 60, 1)
     save_image(img, tmp_path / "a.png")
     img = load_image(tmp_path / "a.png")
-    (before, after), download, info = client.predict(handle_file(str(tmp_path / "a.png")), None,
-                                                     api_name="/restore")
+    slider, download, info = client.predict(handle_file(str(tmp_path / "a.png")), None, api_name="/restore")
+    before, after = val(slider)
     close(read(after), expected(model, img))
     np.testing.assert_array_equal(read(before), to_uint8(img))
     assert read(download).shape == (44, 60, 3) and "Restored" in info and "No clean reference" in info
@@ -103,11 +150,17 @@ def test_restore_then_every_panel(env, client, tmp_path):
     tr = interir.trace(model, torch.from_numpy(img).permute(2, 0, 1)[None])
     n = len(tr.iterations) - 1
     for k in range(n + 1):
-        im_k, diff_k, curves, md = client.predict(k, api_name="/step")
+        im_k, diff_k, md = client.predict(k, api_name="/step")
         close(read(im_k), to_uint8(tr.iterations[k].image[0].permute(1, 2, 0).numpy()))
         assert read(diff_k).shape == (44, 60, 3) and f"k = {k}" in md
-        sel = [t for t in plot_of(curves)["data"] if t.get("name") == "sel:fidelity"][0]
-        assert sel["x"] == [k] and sel["y"][0] == pytest.approx(tr.iterations[k].fidelity, rel=1e-4)
+    k_sl, im_k, diff_k, md, curves, notes, info = client.predict(api_name="/panels")  # the shown panel
+    assert val(k_sl) == n and f"k = {n} (the output)" in md and "Data fidelity" in notes
+    line = [t for t in plot_of(curves)["data"] if t.get("name") == "fidelity"][0]
+    assert line["y"] == pytest.approx([it.fidelity for it in tr.iterations], rel=1e-4)
+    sel = [t for t in plot_of(curves)["data"] if t.get("name") == "sel:fidelity"][0]
+    assert sel["x"] == [n] and sel["y"][0] == pytest.approx(tr.iterations[n].fidelity, rel=1e-4)
+    more = client.predict(api_name="/panels_more")
+    assert len(more) >= 20  # every other panel, filled by name
 
     fig, grid, pca, md = client.predict(1, "3", api_name="/matrices")
     heat = [t for t in plot_of(fig)["data"] if t["type"] == "heatmap"]
@@ -130,7 +183,7 @@ def test_restore_then_every_panel(env, client, tmp_path):
     assert val(client.predict("final_resm", layer, "mean", 0.3, api_name="/masks")[1]).startswith("final_resm.")
 
     fig, md, gallery = client.predict(5, api_name="/embedding")
-    from viz.embedding import load_reference, place
+    from interir.reference import load_reference, place
 
     ref = load_reference(env["root"] / "server" / "reference.npz")
     p = place(ref, tr.embedding.numpy(), k=5)
@@ -174,10 +227,10 @@ def test_degradation_lab_keeps_the_reference(env, client, tmp_path):
     np.testing.assert_array_equal(read(degraded), want)
     assert "H + R + N" in md
     _, _, info = client.predict(handle_file(degraded), None, api_name="/restore")
-    assert "degradation lab" in info and "PSNR" in info and "SSIM" in info
-    *_, curves, _ = client.predict(0, api_name="/step")
+    assert "degradation lab" in info and "PSNR" in info and "SSIM" in info and "follows" not in info
+    _, _, _, md, curves, notes, info = client.predict(api_name="/panels")
     titles = json.dumps(plot_of(curves)["layout"].get("annotations", []))
-    assert "PSNR vs clean reference" in titles
+    assert "PSNR vs clean reference" in titles and "**PSNR**" in notes and "SSIM" in info
 
 
 def test_uploaded_reference_and_shipped_example(env, client, tmp_path):
@@ -249,7 +302,8 @@ def _odd_formats(tmp_path: Path) -> dict[str, tuple[Path, tuple[int, int]]]:
 
 def test_odd_image_formats_and_downscaling(env, client, tmp_path):
     for name, (path, shape) in _odd_formats(tmp_path).items():
-        (before, after), _, info = client.predict(handle_file(str(path)), None, api_name="/restore")
+        slider, _, info = client.predict(handle_file(str(path)), None, api_name="/restore")
+        before, after = val(slider)
         assert read(after).shape[:2] == shape, name
         if name == "wide":
             assert "downscaled to 1024×205" in info
@@ -269,7 +323,8 @@ def test_eight_simultaneous_users_get_their_own_results(env, tmp_path):
     def user(job):
         path, img = job
         c = Client(env["url"], verbose=False)
-        (_, after), _, _ = c.predict(handle_file(str(path)), None, api_name="/restore")
+        slider, _, _ = c.predict(handle_file(str(path)), None, api_name="/restore")
+        after = val(slider)[1]
         im0, *_ = c.predict(0, api_name="/step")
         return read(after), read(im0)
 
@@ -295,14 +350,14 @@ def test_handlers_leave_no_hooks_and_handle_standard_convs(tmp_path):
         ex.intervene(0, s, progress=lambda *a, **k: None)
         out = ex.masks(None, None, "mean", 0.5, s)
         emb = ex.embedding(8, s)
-        assert "No reference embedding" in emb[1]
+        assert "No reference embedding" in emb["emb_md"]
         for m in model.modules():
             assert not m._forward_hooks and not m._forward_pre_hooks
         if conv_type == "standard":
-            assert "standard convolutions" in out[-1]
-            assert len(ex.intervene(0, s, progress=lambda *a, **k: None)[0]) == 3
+            assert "standard convolutions" in out["m_md"]
+            assert len(ex.intervene(0, s, progress=lambda *a, **k: None)["iv_gallery"]) == 3
         ex.export(s)
-        from app.handlers import drop_session
+        from app.session import drop_session
 
         d = s.workdir
         drop_session(s)
@@ -311,7 +366,8 @@ def test_handlers_leave_no_hooks_and_handle_standard_convs(tmp_path):
 
 def test_reference_is_rebuilt_for_other_weights_without_touching_the_shipped_file(tmp_path, monkeypatch):
     import app.runtime as rt
-    from viz.embedding import Reference, load_reference, save_reference
+    import interir.reference as refset
+    from interir.reference import Reference, load_reference, save_reference
 
     torch.manual_seed(0)
     holder = rt.ModelHolder(interir.build_model("tiny", n_blocks=1, channels=4), "test")
@@ -327,14 +383,15 @@ def test_reference_is_rebuilt_for_other_weights_without_touching_the_shipped_fil
     shipped = tmp_path / "assets" / "reference_embedding.npz"
     save_reference(fake_ref("someone-else"), shipped)
     before = shipped.read_bytes()
-    monkeypatch.setattr(rt, "SHIPPED_REFERENCE", shipped)
+    monkeypatch.setattr(refset, "SHIPPED_REFERENCE", shipped)
     monkeypatch.setenv("INTERIR_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("INTERIR_REFERENCE", raising=False)
     calls = []
 
-    def builder(h, out, quick):
+    def builder(model, out, quick):
+        assert model is holder.model
         calls.append(out)
-        ref = fake_ref(h.hash)
+        ref = fake_ref(holder.hash)
         save_reference(ref, out)
         return ref
 
@@ -347,3 +404,52 @@ def test_reference_is_rebuilt_for_other_weights_without_touching_the_shipped_fil
     (tmp_path / "damaged.npz").write_bytes(b"junk")
     ref, _ = rt.ensure_reference(holder, path=tmp_path / "damaged.npz", builder=builder)
     assert len(calls) == 2 and load_reference(tmp_path / "damaged.npz").weights_hash == holder.hash
+
+
+def test_unexpected_errors_go_to_the_log_not_the_page(tmp_path, caplog, monkeypatch):
+    import gradio as gr
+
+    from app.handlers import Explorer, Session
+    from app.runtime import ModelHolder
+
+    ex = Explorer(ModelHolder(interir.build_model("tiny", n_blocks=1, channels=4), "test"), None, "none")
+    save_image(smooth_image(24, 28, 9), tmp_path / "x.png")
+
+    def boom(*a, **k):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(ex.holder, "trace", boom)
+    with caplog.at_level("INFO", logger="interir.app"), pytest.raises(gr.Error) as err:
+        ex.restore(str(tmp_path / "x.png"), None, Session(), progress=lambda *a, **k: None)
+    assert "secret internals" not in err.value.message and "server log" in err.value.message
+    failed = [r for r in caplog.records if r.exc_info]
+    assert failed and "secret internals" in caplog.text and "Traceback" in caplog.text
+    assert any(re.search(r"request /restore image=- \d+ ms failed: RuntimeError", r.getMessage())
+               for r in caplog.records)
+
+
+def png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG that declares width×height pixels but holds no image data (enough for a header check)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+def test_size_limits_bombs_and_animations_are_reported_in_the_apps_words(env, client, tmp_path):
+    for (w, h), msg in [((9000, 9000), "image is 9000×9000 = 81 MP; the explorer accepts up to 16 MP"),
+                        ((20000, 20000), "refused as a decompression bomb (the image declares 400 MP); "
+                                         "the explorer accepts up to 16 MP")]:
+        path = png_header(tmp_path / f"big_{w}.png", w, h)
+        with pytest.raises(AppError) as err:
+            client.predict(handle_file(str(path)), api_name="/restore")
+        assert msg in str(err.value) and "max-pixels" not in str(err.value) and "Traceback" not in str(err.value)
+    frames = [Image.fromarray((smooth_image(30, 40, s) * 255).astype(np.uint8)) for s in (20, 21, 22)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    _, _, info = client.predict(handle_file(str(tmp_path / "anim.gif")), api_name="/restore")
+    assert "anim.gif is animated (3 frames): only the first frame is used." in info

@@ -1,7 +1,8 @@
 """A real browser (Playwright driving Debian's Chromium) against a launched explorer: open the
-page, upload an image, restore, move the iteration slider, play, open every panel and check
-that images and plots rendered (not blank), use the degradation lab, see a bad upload
-rejected, and make sure the page fetched nothing from outside the machine.
+page, upload an image, restore, move the iteration slider, play, open every panel (the standard-
+conv twin and "Why this pixel?" included) and check that images and plots rendered (not blank),
+use the degradation lab, see bad uploads rejected in the app's words, and make sure the page
+fetched nothing from outside the machine and logged no console error.
 
 Screenshots go to ``$INTERIR_SCREENSHOT_DIR`` if set (docs/screenshots is made that way),
 else to the test's temporary folder. Never ``playwright install``: Debian's chromium only.
@@ -71,6 +72,8 @@ def app_url(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     torch.manual_seed(0)
     interir.save_pretrained(interir.build_model("tiny", n_blocks=3, channels=8), root / "weights")
+    interir.save_pretrained(interir.build_model("tiny", n_blocks=3, channels=8, conv_type="standard"),
+                            root / "weights-stdconv")  # the twin, found beside the weights
     env_weights = os.environ.get("INTERIR_BROWSER_WEIGHTS")
     weights = str(Path(env_weights).resolve()) if env_weights else root / "weights"  # docs: the real checkpoint
     with serve(weights, root / "server",
@@ -97,6 +100,10 @@ def test_explorer_in_a_real_browser(app_url, shots, tmp_path):
             if u.scheme in ("http", "https", "ws", "wss") and u.hostname not in (host, "localhost", "127.0.0.1"):
                 outside.append(req.url)
         page.on("request", on_request)
+        console_errors: list[str] = []
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error"
+                or "Method not implemented" in m.text else None)
+        page.on("pageerror", lambda e: console_errors.append(str(e)))
         page.set_default_timeout(T)
         page.goto(app_url)
         page.wait_for_selector("#input-image")
@@ -107,6 +114,8 @@ def test_explorer_in_a_real_browser(app_url, shots, tmp_path):
         page.wait_for_function("() => (document.querySelector('#restore-info')?.innerText || '').includes('Restored')")
         page.wait_for_function("() => (document.querySelector('#step-info')?.innerText || '').includes('k = ')")
         page.wait_for_function("(s) => document.querySelectorAll(s).length >= 2", arg="#curves .scatterlayer .trace")
+        page.wait_for_function("() => (document.querySelector('#curves-info')?.innerText || '').includes('Data fidelity')")
+        assert "PSNR" in page.inner_text("#curves-info")  # what each curve measures, in words
         assert loaded_images(page, "#before-after img") >= 2
         assert "shipped example" in page.inner_text("#restore-info")
         not_blank(page.locator("#before-after"))
@@ -123,28 +132,35 @@ def test_explorer_in_a_real_browser(app_url, shots, tmp_path):
             r.dispatchEvent(new Event('change', {bubbles: true})); }""")
         page.wait_for_function("() => document.querySelector('#step-info').innerText.includes('k = 0 ')")
         assert "compared with the input" in page.inner_text("#step-info")
+        marker = """() => { const gd = document.querySelector('#curves .js-plotly-plot');
+            const t = gd.data.find(t => t.name === 'sel:fidelity'); return t.x[0]; }"""
+        page.wait_for_function(f"() => ({marker})() === 0")  # the k marker moved in the browser
         page.click("#play-btn")
         page.wait_for_function("() => /k = [1-9]/.test(document.querySelector('#step-info').innerText)")
         page.wait_for_function("() => document.querySelector('#play-btn').innerText.includes('Play')")
 
         # ---- degradation matrices
-        page.get_by_role("tab", name="4 · Degradation matrices").click()
+        page.get_by_role("tab", name="4 · Matrices A, B, Λ").click()
         page.wait_for_function("(s) => document.querySelectorAll(s).length >= 2", arg="#matrices-plot .hm image")
         not_blank(page.locator("#matrices-plot"))
         assert loaded_images(page, "#component-0 ~ * img") >= 0  # (smoke: page still scriptable)
         shoot(page.locator("#panels"), shots / "03_matrices.png")
 
         # ---- explainable convolution
-        page.get_by_role("tab", name="5 · Explainable convolution").click()
+        page.get_by_role("tab", name="5 · Explainable conv").click()
         page.wait_for_function("(s) => document.querySelectorAll(s).length >= 1", arg="#attention-plot .hm image")
         page.wait_for_function("(s) => document.querySelectorAll(s).length >= 4", arg="#rank-plot .bars path")
         assert loaded_images(page, "#mask-overlay img") == 1
         for sel in ("#mask-overlay", "#attention-plot", "#rank-plot"):
             not_blank(page.locator(sel))
+        tiles, bars = page.evaluate("""() => [
+            document.querySelector('#attention-plot .js-plotly-plot').layout.annotations.map(a => a.text),
+            document.querySelector('#rank-plot .js-plotly-plot').data[0].x]""")
+        assert tiles[:8] == list(bars[:8]), (tiles[:8], bars[:8])  # one ranking in both
         shoot(page.locator("#panels"), shots / "04_explainable_conv.png")
 
         # ---- degradation embedding (+ the hover thumbnail)
-        page.get_by_role("tab", name="6 · Degradation embedding").click()
+        page.get_by_role("tab", name="6 · Embedding").click()
         page.wait_for_function("(s) => document.querySelectorAll(s).length >= 20", arg="#embedding-plot .scatterlayer .point")
         assert "Diagnosis" in page.inner_text("#embedding-info")
         not_blank(page.locator("#embedding-plot"))
@@ -160,10 +176,39 @@ def test_explorer_in_a_real_browser(app_url, shots, tmp_path):
             if page.evaluate(shown):
                 break
         assert page.evaluate(shown), "no thumbnail when hovering a reference point"
+        gallery = "(n) => document.querySelectorAll('#emb-gallery img').length === n"
+        page.wait_for_function(gallery, arg=8)
+        assert "the 8 nearest" in page.inner_text("#embedding-info")
+        box = page.locator("#emb-k input[type=number]")
+        box.fill("5")
+        box.press("Enter")  # typing a number and pressing Enter updates the vote
+        page.wait_for_function("() => document.querySelector('#embedding-info').innerText.includes('the 5 nearest')")
+        page.wait_for_function(gallery, arg=5)
         shoot(page.locator("#panels"), shots / "05_embedding.png")
 
+        # ---- why this pixel? (click the restored image)
+        page.get_by_role("tab", name="7 · Why this pixel?").click()
+        img = page.locator("#why-image img")
+        img.wait_for()
+        b = img.bounding_box()
+        page.mouse.click(b["x"] + b["width"] * 0.4, b["y"] + b["height"] * 0.5)
+        page.wait_for_function("() => /Region:|not available/.test(document.querySelector('#why-info')?.innerText || '')")
+        if "Region:" in page.inner_text("#why-info"):
+            page.wait_for_function("(s) => document.querySelectorAll(s).length >= 1", arg="#why-attr .hm image")
+            not_blank(page.locator("#why-attr"))
+        shoot(page.locator("#panels"), shots / "10_why.png")
+
+        # ---- the standard-conv twin
+        page.get_by_role("tab", name="8 · Twin").click()
+        page.click("#twin-btn")
+        page.wait_for_function("() => (document.querySelector('#twin-info')?.innerText || '').includes('standard-conv twin')")
+        page.wait_for_function("(s) => Array.from(document.querySelectorAll(s)).filter(i => i.complete && i.naturalWidth > 0).length >= 3",
+                               arg="#twin-gallery img")
+        assert "PSNR" in page.inner_text("#twin-info")  # the example's clean reference is known
+        shoot(page.locator("#panels"), shots / "11_twin.png")
+
         # ---- interventions
-        page.get_by_role("tab", name="7 · Interventions").click()
+        page.get_by_role("tab", name="9 · Interventions").click()
         page.click("#iv-btn")
         page.wait_for_function("() => (document.querySelector('#iv-info')?.innerText || '').includes('Λ = 0')")
         page.wait_for_function("(s) => Array.from(document.querySelectorAll(s)).filter(i => i.complete && i.naturalWidth > 0).length >= 4",
@@ -172,13 +217,16 @@ def test_explorer_in_a_real_browser(app_url, shots, tmp_path):
         shoot(page.locator("#panels"), shots / "06_interventions.png")
 
         # ---- export
-        page.get_by_role("tab", name="8 · Export").click()
+        page.get_by_role("tab", name="10 · Export").click()
         page.click("#export-btn")
         page.wait_for_function("() => (document.querySelector('#export-info')?.innerText || '').includes('Ready')")
         page.wait_for_function("() => document.querySelectorAll('#export-files td.filename').length >= 3")
         names = page.evaluate("() => Array.from(document.querySelectorAll('#export-files td.filename'))"
                               ".map(td => td.getAttribute('aria-label'))")
         assert sorted(n.split("_")[-1] for n in names) == ["report.html", "summary.json", "trace.npz"], names
+        listed = page.inner_text("#export-files").replace("\xa0", " ")
+        sizes = re.findall(r"\(([\d.]+ [KMG]?B)\)", page.inner_text("#export-info"))
+        assert len(sizes) == 3 and all(s in listed for s in sizes), (sizes, listed)  # the same numbers
         shoot(page.locator("#panels"), shots / "07_export.png")
 
         # ---- degradation lab: degrade -> restore with the clean reference
@@ -202,7 +250,30 @@ def test_explorer_in_a_real_browser(app_url, shots, tmp_path):
         toast.first.wait_for()
         assert "Traceback" not in toast.first.inner_text()
         shoot(page, shots / "09_bad_upload.png")
+        bomb = tmp_path / "bomb.png"
+        import struct
+        import zlib
+
+        ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+        bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+                         + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+                         + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND")))
+        page.locator("#input-image input[type=file]").set_input_files(str(bomb))
+        page.locator(".toast-body").filter(has_text=re.compile("decompression bomb")).first.wait_for()
+
+        # ---- a wide image: the before/after slider is as tall as the image, no empty bands
+        wide = tmp_path / "wide.png"
+        from PIL import Image
+
+        Image.fromarray((np.linspace(0, 255, 1200)[None, :, None] * np.ones((240, 1, 3))).astype(np.uint8)).save(wide)
+        page.locator("#input-image input[type=file]").set_input_files(str(wide))
+        page.wait_for_function("() => (document.querySelector('#restore-info')?.innerText || '').includes('1024×205')")
+        page.wait_for_timeout(500)
+        h = page.locator("#before-after").bounding_box()["height"]
+        assert h < 260, f"the slider is {h:.0f} px tall for a 5:1 image"
+        shoot(page.locator("#before-after"), tmp_path / "wide_slider.png")
         page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLE))
         page.wait_for_function("() => (document.querySelector('#restore-info')?.innerText || '').includes('shipped example')")
         browser.close()
     assert not outside, f"the page fetched from outside the machine: {outside[:5]}"
+    assert not console_errors, f"console errors: {console_errors[:5]}"

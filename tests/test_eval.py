@@ -414,7 +414,7 @@ def test_iteration_curves_on_a_real_trace(tiny_weights, data_dir):
 class _FakeIt:
     def __init__(self, image: torch.Tensor, residual: float) -> None:
         z = torch.ones(1, 1, 2, 2)
-        self.image, self._z = image, z
+        self.image, self.z = image, z
         self.A, self.B = torch.eye(2).view(1, 1, 2, 2), torch.eye(2).view(1, 1, 2, 2)
         self.I = z * (1 + residual)  # ||A I B - z|| / ||z|| = residual
 

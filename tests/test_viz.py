@@ -15,7 +15,7 @@ import interir.imageio
 from interir.errors import InterIRError
 from viz import compact_trace, parse_layer
 from viz.compact import to_uint8_hwc
-from viz.embedding import Reference, load_reference, nn_distance_p95, place, save_reference, weights_hash
+from interir.reference import Reference, load_reference, nn_distance_p95, place, save_reference, weights_hash
 from viz.images import (channel_grid, diff_image, fit_pca, heat_overlay, mask_overlay, pca_rgb,
                         resize_max, upsample_nearest, upscale_to)
 from viz.plots import (attention_figure, channel_rank_figure, combo_label, embedding_figure,
@@ -273,8 +273,21 @@ def test_attention_tiles_and_ranking():
     assert np.isnan(z[3, 0]) and len(fig["layout"]["shapes"]) == 1  # gap row; selected outlined
     rate = np.array([0.1, 0.9, 0.5])
     bars = channel_rank_figure(rate, np.array([1.0, 2.0, 3.0]), selected=1)["data"]
-    assert bars[0]["x"] == ["1", "2", "0"] and bars[1]["y"] == [2.0, 3.0, 1.0]
+    assert bars[0]["x"] == ["#1 · ch 1", "#2 · ch 2", "#3 · ch 0"] and bars[1]["y"] == [2.0, 3.0, 1.0]
     assert bars[0]["marker"]["color"][0] != bars[0]["marker"]["color"][1]  # selected highlighted
+
+
+def test_attention_grid_and_ranking_chart_agree_on_the_order():
+    """Issue 11: the attention grid (row by row) and the ranking chart list channels in one order,
+    with the same '#rank · ch c' labels; a selected channel beyond the shown tiles keeps its rank."""
+    rng = np.random.default_rng(1)
+    rate = rng.random(12)
+    att = rng.random((12, 3, 3)).astype(np.float32)
+    order = list(np.argsort(-rate, kind="stable"))
+    tiles = [a["text"] for a in attention_figure(att, order, selected=int(order[-1]), max_tiles=4,
+                                                 ncols=2)["layout"]["annotations"]]
+    bars = channel_rank_figure(rate, None)["data"][0]["x"]
+    assert tiles[:4] == bars[:4] and tiles[4] == bars[-1] == f"#12 · ch {order[-1]}"
 
 
 def test_combo_labels():
@@ -382,3 +395,97 @@ def test_report_cli(tmp_path, capsys):
         assert main(args) == 2
         err = capsys.readouterr().err.strip()
         assert msg in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- issue 11/12 additions
+def test_change_map_at_k0_has_its_own_scale_and_is_not_saturated():
+    from viz.images import change_frame, change_scales
+
+    ft = fake_trace(n_iter=3)
+    ct = compact_trace(ft)
+    rng = np.random.default_rng(0)
+    # k = 0 moves every pixel a lot away from the input (as dehazing does), later steps a little
+    ct.images[0] = np.clip(ct.input.astype(int) + 60 + rng.integers(-20, 20, ct.input.shape), 0, 255).astype(np.uint8)
+    ct.images[1] = np.clip(ct.images[0].astype(int) + rng.integers(-3, 4, ct.input.shape), 0, 255).astype(np.uint8)
+    ct.images[2] = np.clip(ct.images[1].astype(int) + rng.integers(-2, 3, ct.input.shape), 0, 255).astype(np.uint8)
+    first, rest = change_scales(ct)
+    assert first > 5 * rest
+    for k in range(3):
+        rgb, scale = change_frame(ct, k)
+        assert scale == (first if k == 0 else rest)
+        top = np.all(rgb == rgb.reshape(-1, 3)[np.argmax(rgb.sum(-1))], axis=-1).mean()
+        assert top < (0.05 if k == 0 else 0.1), f"k = {k}: {top:.0%} of the map at full brightness"
+
+
+def test_curve_notes_say_what_each_curve_measures_and_flag_anti_optimiser_moves():
+    from viz.text import curve_notes
+
+    ct = compact_trace(fake_trace(n_iter=3))
+    ct.fidelity = np.array([1.0, 0.5, 0.25])
+    ct.step_norm = np.array([0.5, 0.3, 0.1])
+    calm = curve_notes(ct)
+    assert "Data fidelity" in calm and "Relative step" in calm and "⚠️" not in calm and "No clean reference" in calm
+    ct.fidelity = np.array([1.0, 2.0, 3.0])
+    ref = ct.input.copy()
+    ct.with_reference(ref)
+    ct.psnr = np.array([30.0, 25.0, 20.0])
+    notes = curve_notes(ct)
+    assert "**rises**" in notes and "**falls** in 2 of 2 steps" in notes and "worse than the degraded input" in notes
+
+
+def test_pretty_bytes_uses_the_units_of_gradios_file_list():
+    from viz.images import pretty_bytes
+
+    assert pretty_bytes(2662) == "2.6 KB" and pretty_bytes(13_500_000) == "12.9 MB" and pretty_bytes(10) == "10.0 B"
+    assert pretty_bytes(3328) == "3.3 KB"  # 3.25 rounds up, as toFixed(1) in the browser
+
+
+def test_one_writer_for_both_bundles(real_trace, tmp_path, monkeypatch):
+    import sys
+
+    T = sys.modules["interir.trace"]  # (interir.trace the attribute is the trace function)
+
+    _, tr = real_trace
+    calls = []
+    real = T.write_bundle
+    monkeypatch.setattr(T, "write_bundle", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    import viz.compact as VC
+
+    monkeypatch.setattr(VC, "write_bundle", T.write_bundle)
+    tr.save_npz(tmp_path / "full.npz")
+    compact_trace(tr).save_npz(tmp_path / "compact.npz")
+    assert calls == [tmp_path / "full.npz", tmp_path / "compact.npz"]
+    with np.load(tmp_path / "full.npz") as a, np.load(tmp_path / "compact.npz") as b:
+        assert set(a.files) == set(b.files)
+        assert a["iterations.1.A"].dtype == np.float32 and b["iterations.1.A"].dtype == np.float16
+        assert json.loads(str(a["summary_json"]))["n_iterations"] == len(tr.iterations)
+
+
+def test_trace_reports_progress_once_per_unrolled_iteration():
+    torch.manual_seed(0)
+    model = interir.build_model("tiny", n_blocks=2, channels=4).eval()
+    seen = []
+    tr = interir.trace(model, torch.rand(1, 3, 16, 20), progress=lambda k, n: seen.append((k, n)))
+    assert seen == [(0, 3), (1, 3), (2, 3)] == [(k, len(tr.iterations)) for k in range(3)]
+
+
+def test_reference_set_is_built_found_and_checked_by_the_package(tmp_path, monkeypatch, capsys):
+    import interir.reference as R
+    from interir.cli import main
+
+    torch.manual_seed(0)
+    model = interir.build_model("tiny", n_blocks=1, channels=4).eval()
+    interir.save_pretrained(model, tmp_path / "w")
+    monkeypatch.setenv("INTERIR_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "ref.npz"
+    assert main(["build-reference", "--weights", str(tmp_path / "w"), "--out", str(out), "--size", "16",
+                 "--seeds", "1"]) == 0
+    loaded = interir.load_pretrained(tmp_path / "w")
+    ref, where = R.find_reference(R.weights_hash(loaded), out)
+    assert ref is not None and len(ref) == 42 and ref.weights_hash == R.weights_hash(loaded)
+    other = interir.build_model("tiny", n_blocks=1, channels=4)
+    none, why = R.find_reference(R.weights_hash(other), out)
+    assert none is None and "other weights" in why
+    capsys.readouterr()
+    assert main(["build-reference", "--weights", str(tmp_path / "w"), "--out", str(tmp_path / "r.txt")]) == 2
+    assert ".npz" in capsys.readouterr().err

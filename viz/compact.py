@@ -6,12 +6,14 @@ A 512×512 image traced by the tiny model takes about 15 MB.
 """
 from __future__ import annotations
 
-import json
 import re
+import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+
+from interir.trace import bundle_arrays, jsonable, trace_summary, write_bundle
 
 __all__ = ["CompactTrace", "LayerName", "parse_layer", "compact_trace", "to_uint8_hwc"]
 
@@ -85,7 +87,21 @@ class CompactTrace:
     input_ssim: float | None = None
     notes: list[str] = field(default_factory=list)
     name: str = "image"
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    # derived views (figures, spectra, PCA bases), computed once: only through memo()/forget()
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+    _memo_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per key for this trace (thread-safe); later calls return the value."""
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = compute()
+            return self._memo[key]
+
+    def forget(self, key: Any) -> None:
+        """Drop one memoised value (e.g. a figure that depends on metrics that changed)."""
+        with self._memo_lock:
+            self._memo.pop(key, None)
 
     # ------------------------------------------------------------------ basic properties
     @property
@@ -136,7 +152,7 @@ class CompactTrace:
         self.reference = None if reference is None else to_uint8_hwc(reference)
         self.psnr = self.ssim = None
         self.input_psnr = self.input_ssim = None
-        self._cache.pop("curves_fig", None)
+        self.forget("curves_fig")
         if self.reference is None:
             return self
         if self.reference.shape != self.input.shape:
@@ -150,9 +166,9 @@ class CompactTrace:
                 self.complete_ssim()
         return self
 
-    def complete_ssim(self) -> None:
-        """Compute the SSIM of the input and of every iteration not computed yet (no-op without a
-        reference or for images under 11 px)."""
+    def complete_ssim(self, last_only: bool = False) -> None:
+        """Compute the SSIM of the input and of every iteration not computed yet (only of the
+        output with ``last_only``); no-op without a reference or for images under 11 px."""
         if self.ssim is None or self.reference is None:
             return
         from interir.metrics import ssim
@@ -160,14 +176,16 @@ class CompactTrace:
         if self.input_ssim is None:
             self.input_ssim = float(ssim(self.input, self.reference))
         missing = np.nonzero(np.isnan(self.ssim))[0]
+        if last_only:
+            missing = missing[missing == self.n_iter - 1]
         for k in missing:
             self.ssim[k] = ssim(self.images[k], self.reference)
         if missing.size:
-            self._cache.pop("curves_fig", None)
+            self.forget("curves_fig")
 
     # ------------------------------------------------------------------ export
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Name -> array mapping in the layout of :meth:`interir.Trace.to_arrays`.
+        """The bundle layout of :meth:`interir.Trace.to_arrays` (:func:`interir.trace.bundle_arrays`).
 
         Values are stored at display precision: images 8-bit (returned as float32 in [0,1],
         shape (1,3,H,W)), the solver's variables float16 (returned as float32).
@@ -175,18 +193,14 @@ class CompactTrace:
         def chw(img: np.ndarray) -> np.ndarray:
             return (img.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
 
-        out: dict[str, np.ndarray] = {"input": chw(self.input), "output": chw(self.output),
-                                      "embedding": self.embedding.astype(np.float32)}
-        for k in range(self.n_iter):
-            out[f"iterations.{k}.image"] = chw(self.images[k])
-            for key in ("I", "A", "B", "Lambda"):
-                out[f"iterations.{k}.{key}"] = getattr(self, key)[k][None].astype(np.float32)
-        out["fidelity"] = np.asarray(self.fidelity, dtype=np.float64)
-        out["step_norm"] = np.asarray(self.step_norm, dtype=np.float64)
-        for name in self.layers:
-            out[f"masks.{name}"] = self.mask(name)[None].astype(np.uint8)
-            out[f"attention.{name}"] = self.attention[name][None]
-            out[f"tau.{name}"] = self.tau[name]
+        its = [{"image": chw(self.images[k]),
+                **{key: getattr(self, key)[k][None].astype(np.float32) for key in ("I", "A", "B", "Lambda")}}
+               for k in range(self.n_iter)]
+        out = bundle_arrays(chw(self.input), chw(self.output), self.embedding.astype(np.float32), its,
+                            self.fidelity, self.step_norm,
+                            {n: self.mask(n)[None].astype(np.uint8) for n in self.layers},
+                            {n: self.attention[n][None] for n in self.layers},
+                            {n: self.tau[n] for n in self.layers})
         if self.reference is not None:
             out["reference"] = chw(self.reference)
         return out
@@ -208,34 +222,9 @@ class CompactTrace:
         return out
 
     def save_npz(self, path: Any, half: bool = True, level: int = 1) -> None:
-        """Write :meth:`to_arrays` plus ``summary_json`` as a compressed .npz (readable by
-        ``np.load``). ``half`` stores the float arrays as float16 (their stored precision);
-        ``level`` is the zlib level (1: ~5× faster than numpy's default, files ~10 % larger)."""
-        import zipfile
-
-        arrays = self.to_arrays()
-        arrays["summary_json"] = np.array(json.dumps(_jsonable(self.summary_dict())))
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
-            for key, arr in arrays.items():
-                if half and arr.dtype == np.float32 and not key.startswith(("input", "output", "reference")) \
-                        and ".image" not in key:
-                    arr = arr.astype(np.float16)
-                with zf.open(f"{key}.npy", "w", force_zip64=True) as fh:
-                    np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return str(obj)
-    return obj
+        """Write the bundle with :func:`interir.trace.write_bundle` (float16 solver variables,
+        their stored precision; zlib level 1, ~5× faster than numpy's default)."""
+        write_bundle(path, self.to_arrays(), self.summary_dict(), half=half, level=level)
 
 
 def _np(t: Any, dtype: Any = np.float32) -> np.ndarray:
@@ -265,16 +254,10 @@ def compact_trace(trace: Any, name: str = "image", reference: np.ndarray | None 
     attention = {k: _np(v)[0] for k, v in trace.attention.items()}
     tau = {k: _np(v).reshape(-1) for k, v in trace.tau.items()}
     config = dict(getattr(trace, "config", {}) or {})
-    # the same dict as Trace.summary(), computed from what we already hold (summary() re-reads
-    # every mask as float: ~0.15 s for 512²); tests check the two agree
-    summary = {
-        "config": config, "input_shape": [int(s) for s in trace.input.shape], "n_iterations": len(its),
-        "fidelity": [float(it.fidelity) for it in its], "step_norm": [float(it.step_norm) for it in its],
-        "eta": config.get("eta_learned", None),
-        "mask_activation": {k: float(v.mean()) for k, v in mask_rate.items()},
-        "tau_mean": {k: float(np.mean(v)) for k, v in tau.items()},
-        "embedding_dim": int(np.asarray(_np(trace.embedding)).size),
-    }
+    # Trace.summary()'s dict, from what we already hold (summary() re-reads every mask as float)
+    summary = trace_summary(config, trace.input.shape, [it.fidelity for it in its],
+                            [it.step_norm for it in its], {k: float(v.mean()) for k, v in mask_rate.items()},
+                            {k: float(np.mean(v)) for k, v in tau.items()}, _np(trace.embedding).size)
     ct = CompactTrace(
         input=to_uint8_hwc(trace.input), output=to_uint8_hwc(trace.output), images=images,
         fidelity=np.array([float(it.fidelity) for it in its]),
@@ -282,7 +265,7 @@ def compact_trace(trace: Any, name: str = "image", reference: np.ndarray | None 
         I=stack16("I"), A=stack16("A"), B=stack16("B"), Lambda=stack16("Lambda"),
         layers=layers, mask_bits=mask_bits, mask_shape=mask_shape, mask_rate=mask_rate,
         attention=attention, tau=tau, embedding=_np(trace.embedding).reshape(-1),
-        config=config, summary=_jsonable(summary),
+        config=config, summary=jsonable(summary),
         notes=list(notes or []), name=name)
     if reference is not None:
         ct.with_reference(reference)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import io
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 __all__ = ["colormap", "apply_colormap", "diff_image", "upsample_nearest", "mask_overlay",
            "channel_grid", "fit_pca", "pca_rgb", "resize_max", "thumbnail", "png_data_uri",
-           "png_bytes", "jpeg_data_uri", "label_image", "heat_overlay", "upscale_to"]
+           "png_bytes", "jpeg_data_uri", "label_image", "heat_overlay", "upscale_to", "change_scales",
+           "change_frame", "pretty_bytes"]
 
 
 @lru_cache(maxsize=16)
@@ -225,3 +227,40 @@ def label_image(img: np.ndarray, text: str) -> np.ndarray:
     canvas.paste(Image.fromarray(img), (0, 14))
     ImageDraw.Draw(canvas).text((3, 1), text, fill=(0, 0, 0))
     return np.asarray(canvas)
+
+
+def _p995(current: np.ndarray, previous: np.ndarray) -> float:
+    d = np.abs(current.astype(np.int16) - previous.astype(np.int16)).mean(axis=2)
+    return float(np.percentile(d, 99.5)) / 255.0
+
+
+def change_scales(ct: Any) -> tuple[float, float]:
+    """Full-brightness values of the change maps: (k = 0 vs the input, every k ≥ 1).
+
+    k = 0 measures the whole first step away from the degraded input (large almost everywhere),
+    k ≥ 1 the refinements: one shared scale would leave k = 0 saturated or the rest black. Each
+    is the 99.5th percentile of its maps (at least 1/255), memoised on the trace.
+    """
+    def compute() -> tuple[float, float]:
+        first = max(_p995(ct.images[0], ct.input), 1.0 / 255.0)
+        rest = max([_p995(ct.images[k], ct.images[k - 1]) for k in range(1, ct.n_iter)] + [1.0 / 255.0])
+        return first, rest
+    return ct.memo("change_scales", compute)
+
+
+def change_frame(ct: Any, k: int) -> tuple[np.ndarray, float]:
+    """The colour-mapped change |I_k − I_(k−1)| (k = 0: from the input), square-root scale; and
+    the scale used (see :func:`change_scales`)."""
+    first, rest = change_scales(ct)
+    prev = ct.input if k == 0 else ct.images[k - 1]
+    return diff_image(ct.images[k], prev, scale=first if k == 0 else rest, gamma=0.5)
+
+
+def pretty_bytes(n: int) -> str:
+    """A file size as gradio's file list shows it (powers of 1024, one decimal: '2.6 KB')."""
+    units = ["B", "KB", "MB", "GB", "TB"]
+    value, i = float(n), 0
+    while value > 1024 and i < len(units) - 1:
+        value /= 1024
+        i += 1
+    return f"{np.floor(value * 10 + 0.5) / 10:.1f} {units[i]}"  # JavaScript's toFixed(1): 3.25 -> 3.3

@@ -140,9 +140,9 @@ def iteration_curves(ct: CompactTrace, k: int) -> Fig:
         ("Data fidelity ‖A<sub>k</sub> I<sub>k+1</sub> B<sub>k</sub> − z‖² / N", "fidelity", None),
         ("Relative step ‖I<sub>k+1</sub> − I<sub>k</sub>‖ / ‖I<sub>k</sub>‖", "step", None)]
     if ct.psnr is not None:
-        panels.append(("PSNR vs clean reference (dB)", "psnr", ct.input_psnr))
+        panels.append(("PSNR vs clean reference (dB; dotted: the degraded input)", "psnr", ct.input_psnr))
         if ct.ssim is not None:
-            panels.append(("SSIM vs clean reference", "ssim", ct.input_ssim))
+            panels.append(("SSIM vs clean reference (dotted: the degraded input)", "ssim", ct.input_ssim))
     rows = 1 if len(panels) <= 2 else 2
     xd = _domains(2, 0.12)
     yd = _domains(rows, 0.22)[::-1]
@@ -161,12 +161,9 @@ def iteration_curves(ct: CompactTrace, k: int) -> Fig:
                      "hovertemplate": "k=%{x} (selected)<br>%{y:.4g}<extra></extra>"})
         shapes.append({"type": "line", "name": "k-line", "xref": f"x{ax}", "yref": f"y{ax} domain", "x0": k,
                        "x1": k, "y0": 0, "y1": 1, "line": {"color": ACCENT, "width": 1, "dash": "dash"}})
-        if baseline is not None and np.isfinite(baseline):
+        if baseline is not None and np.isfinite(baseline):  # named in the title: no label to collide
             shapes.append({"type": "line", "xref": f"x{ax} domain", "yref": f"y{ax}", "x0": 0, "x1": 1,
                            "y0": baseline, "y1": baseline, "line": {"color": "#868e96", "dash": "dot"}})
-            notes.append({"text": "degraded input", "xref": f"x{ax} domain", "yref": f"y{ax}", "x": 1,
-                          "y": baseline, "xanchor": "right", "yanchor": "bottom", "showarrow": False,
-                          "font": {"size": 10, "color": "#868e96"}})
         notes.append(_title(title, sum(xd[c]) / 2, yd[r][1] + 0.01))
         layout[f"xaxis{ax}"] = _axis(domain=xd[c], anchor=f"y{ax}", dtick=1 if ct.n_iter <= 20 else None,
                                      title={"text": "iteration k"}, range=[-0.3, ct.n_iter - 0.7])
@@ -179,10 +176,7 @@ def iteration_curves(ct: CompactTrace, k: int) -> Fig:
 def iteration_curves_json(ct: CompactTrace, k: int) -> str:
     """:func:`iteration_curves` as JSON, fast: built once per trace (cached on it), then only
     the k marker and line move (the slider's hot path)."""
-    base = ct._cache.get("curves_fig")  # dropped by the trace when its metrics change
-    if base is None:
-        base = iteration_curves(ct, 0)
-        ct._cache["curves_fig"] = base
+    base = ct.memo("curves_fig", lambda: iteration_curves(ct, 0))  # forgotten when metrics change
     k = int(np.clip(k, 0, ct.n_iter - 1))
     data = []
     for tr in base["data"]:
@@ -211,9 +205,7 @@ def singular_values(m: np.ndarray) -> np.ndarray:
 
 def _spectrum(ct: CompactTrace, which: str, k: int, channel: int | None) -> np.ndarray:
     key = ("sv", which, int(k), channel)
-    if key not in ct._cache:
-        ct._cache[key] = singular_values(matrix_view(ct, which, k, channel))
-    return ct._cache[key]
+    return ct.memo(key, lambda: singular_values(matrix_view(ct, which, k, channel)))
 
 
 def matrices_figure(ct: CompactTrace, k: int, channel: int | None, max_side: int = 128) -> Fig:
@@ -285,12 +277,15 @@ def matrices_figure(ct: CompactTrace, k: int, channel: int | None, max_side: int
 # ----------------------------------------------------------------------------- explainable conv
 def attention_figure(att: np.ndarray, order: Sequence[int] | None = None, selected: int | None = None,
                      max_tiles: int = 32, ncols: int = 8, title: str = "") -> Fig:
-    """K×K attention maps (Eq. 18) of several channels tiled in one heatmap (ranked order)."""
+    """K×K attention maps (Eq. 18) of several channels tiled in one heatmap, row by row in the
+    given (ranked) order, each tile labelled "#rank · ch c" as in :func:`channel_rank_figure`.
+    A selected channel beyond ``max_tiles`` is added as one more tile, with its own rank."""
     c, kh, kw = att.shape
     order = list(range(c)) if order is None else [int(i) for i in order]
+    rank = {ch: r + 1 for r, ch in enumerate(order)}
     shown = order[:max_tiles]
     if selected is not None and selected not in shown:
-        shown = shown[:-1] + [int(selected)] if len(shown) == max_tiles else shown + [int(selected)]
+        shown = shown + [int(selected)]
     ncols = min(ncols, len(shown))
     nrows = int(np.ceil(len(shown) / ncols))
     gap = 1
@@ -302,7 +297,8 @@ def attention_figure(att: np.ndarray, order: Sequence[int] | None = None, select
         y, x = r * (kh + gap), q * (kw + gap)
         z[y:y + kh, x:x + kw] = att[ch]
         cd[y:y + kh, x:x + kw] = ch
-        notes.append({"x": x + (kw - 1) / 2, "y": y - 0.5, "text": f"ch {ch}", "showarrow": False,
+        notes.append({"x": x + (kw - 1) / 2, "y": y - 0.5, "text": f"#{rank.get(ch, '?')} · ch {ch}",
+                      "showarrow": False,
                       "yshift": 7, "font": {"size": 10, "color": ACCENT if ch == selected else "#444"}})
         if ch == selected:
             shapes.append({"type": "rect", "x0": x - 0.5, "x1": x + kw - 0.5, "y0": y - 0.5,
@@ -318,7 +314,7 @@ def attention_figure(att: np.ndarray, order: Sequence[int] | None = None, select
                   yaxis={"visible": False, "autorange": "reversed", "scaleanchor": "x", "constrain": "domain"},
                   margin={"l": 10, "r": 10, "t": 50 if title else 24, "b": 10})
     if title:
-        lay["title"] = {"text": title, "font": {"size": 13}}
+        lay["title"] = {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"}
     return {"data": [heat], "layout": lay}
 
 
@@ -327,24 +323,25 @@ def channel_rank_figure(rate: np.ndarray, tau: np.ndarray | None, selected: int 
     """Channels ranked by mask activation (fraction of positions with x ≥ τ) and their τ."""
     rate = np.asarray(rate, dtype=np.float64)
     order = np.argsort(-rate, kind="stable")
-    labels = [str(int(i)) for i in order]
+    labels = [f"#{r + 1} · ch {int(i)}" for r, i in enumerate(order)]
     data = [{"type": "bar", "x": labels, "y": [float(v) for v in rate[order] * 100.0], "name": "mask active (%)",
              "marker": {"color": [ACCENT if int(i) == selected else "#4dabf7" for i in order]},
-             "hovertemplate": "channel %{x}<br>active %{y:.1f}%<extra></extra>"}]
+             "hovertemplate": "%{x}<br>active %{y:.1f}%<extra></extra>"}]
     if tau is not None and np.asarray(tau).size == rate.size:
         data.append({"type": "scatter", "x": labels, "y": [float(v) for v in np.asarray(tau)[order]],
                      "yaxis": "y2", "mode": "markers", "name": "learned τ",
                      "marker": {"symbol": "diamond", "size": 7, "color": "#212529"},
-                     "hovertemplate": "channel %{x}<br>τ = %{y:.4f}<extra></extra>"})
+                     "hovertemplate": "%{x}<br>τ = %{y:.4f}<extra></extra>"})
     lay = _layout(300, showlegend=True, bargap=0.15,
                   legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.15},
-                  xaxis=_axis(title={"text": "channel (ranked)"}, type="category",
-                              tickfont={"size": 9 if rate.size > 40 else 11}),
+                  xaxis=_axis(title={"text": "rank · channel"}, type="category", tickangle=-60,
+                              categoryorder="array", categoryarray=labels,
+                              tickfont={"size": 8 if rate.size > 40 else 10}),
                   yaxis=_axis(title={"text": "positions with M = 1 (%)"}, range=[0, 100]),
                   yaxis2=_axis(title={"text": "τ"}, overlaying="y", side="right", showgrid=False,
                                tickformat=".2~f"))
     if title:
-        lay["title"] = {"text": title, "font": {"size": 13}}
+        lay["title"] = {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"}
     return {"data": data, "layout": lay}
 
 
@@ -353,7 +350,7 @@ def embedding_figure(ref: Any, placement: Any | None = None, thumbs: Sequence[st
                      user_label: str = "your image") -> Fig:
     """The reference set's 2-D t-SNE map coloured by combination, the user's image as a star.
 
-    ``ref`` is a :class:`viz.embedding.Reference`; ``thumbs`` optional data URIs (one per
+    ``ref`` is a :class:`interir.reference.Reference`; ``thumbs`` optional data URIs (one per
     reference point) put in ``customdata[0]`` for the hover-thumbnail script.
     """
     data = []
@@ -383,11 +380,15 @@ def embedding_figure(ref: Any, placement: Any | None = None, thumbs: Sequence[st
                                 "line": {"color": "white", "width": 2}},
                      "hovertemplate": f"<b>{user_label}</b><br>diagnosis: {combo_label(placement.combo)} "
                                       f"({placement.confidence:.0%})<extra></extra>"})
+    # title on the left, below plotly's toolbar (top right)
     return {"data": data, "layout": _layout(500, showlegend=True, hovermode="closest",
+                                            margin={"l": 50, "r": 20, "t": 70, "b": 40},
                                             title={"text": "Reference images by degradation combination "
-                                                           "(t-SNE)", "font": {"size": 13}},
+                                                           "(t-SNE)", "font": {"size": 13}, "x": 0.01,
+                                                   "xanchor": "left", "y": 0.97, "yanchor": "top"},
                                             legend={"title": {"text": "combination"}, "itemsizing": "constant"},
                                             xaxis=_axis(showticklabels=False, title={"text": "t-SNE 1"},
                                                         zeroline=False, ticks=""),
                                             yaxis=_axis(showticklabels=False, title={"text": "t-SNE 2"},
                                                         zeroline=False, ticks=""))}
+

@@ -3,7 +3,6 @@ restoration and what happened inside the model (the explorer's panels, offline).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-side", type=int, default=1024,
                         help="downscale images longer than this many pixels (default 1024; 0 = never)")
     parser.add_argument("--embedding", metavar="NPZ",
-                        help="reference embedding set (default: app/assets/reference_embedding.npz "
-                             "if it matches the weights)")
+                        help="reference embedding set (default: the shipped one, or the one "
+                             "interir build-reference cached, if it matches the weights)")
     parser.add_argument("--title", help="report title")
 
 
@@ -47,17 +46,16 @@ def run(args: argparse.Namespace) -> int:
 
     import interir
     from interir.errors import InterIRError
+    from interir.fileio import check_output_path
     from interir.imageio import load_image
-    from interir.weights import repo_root
+    from interir.reference import find_reference, weights_hash
+
+    # viz/ depends on interir/, never the reverse at import time: the report's drawing code is
+    # imported only when this command runs (interir stays importable without viz's plotting deps).
     from viz.compact import compact_trace
-    from viz.embedding import load_reference, weights_hash
     from viz.report import build_report, write_report
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise InterIRError(f"{out}: is a folder; give the HTML file to write")
-    if not out.parent.exists():
-        raise InterIRError(f"{out}: output folder {out.parent} does not exist")
+    out = check_output_path(args.out, (".html", ".htm"))
     if args.max_side < 0:
         raise InterIRError(f"--max-side must be >= 0, got {args.max_side}")
     if args.weights:
@@ -85,27 +83,9 @@ def run(args: argparse.Namespace) -> int:
     del tr
     if ref is not None:
         ct.with_reference(ref, all_ssim=True)
-    reference, ref_note = None, ""
-    cands = [Path(args.embedding)] if args.embedding else [
-        repo_root() / "app" / "assets" / "reference_embedding.npz",
-        Path(os.environ.get("INTERIR_CACHE_DIR") or Path.home() / ".cache" / "interir")
-        / f"reference_{weights_hash(model)[:16]}.npz"]
-    whash = weights_hash(model)
-    for cand in cands:
-        if not cand.is_file():
-            continue
-        try:
-            r = load_reference(cand)
-        except InterIRError as exc:
-            ref_note = str(exc)
-            continue
-        if r.weights_hash == whash:
-            reference = r
-            break
-        ref_note = (f"{cand.name} was built for other weights; run python -m app.build_reference "
-                    f"--weights DIR to build one for these")
-    if reference is None and not ref_note:
-        ref_note = "none found; run python -m app.build_reference to build one"
+    reference, ref_note = find_reference(weights_hash(model), args.embedding)
+    if reference is None:
+        ref_note += "; run interir build-reference [--weights DIR] to build one"
     html = build_report(ct, reference, title=args.title, reference_note=ref_note)
     write_report(html, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s",
