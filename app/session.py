@@ -26,6 +26,7 @@ from gradio.components.plot import PlotData
 
 from interir.errors import InterIRError
 from interir.fileio import atomic_write_with
+from interir import imageio
 from interir.imageio import load_image, to_uint8
 from interir.reference import Placement
 from viz.compact import CompactTrace
@@ -187,20 +188,14 @@ def read_image(path: str | None, what: str) -> tuple[np.ndarray, str, list[str]]
 
 
 def downscale(img: np.ndarray, max_side: int = MAX_SIDE) -> tuple[np.ndarray, str | None]:
-    """Area-downscale float (H, W, 3) so the long side is ≤ max_side; returns a notice if it did."""
+    """:func:`interir.imageio.downscale` to the explorer's size, with a notice if it did."""
     h, w = img.shape[:2]
-    if max(h, w) <= max_side:
+    out = imageio.downscale(img, max_side)
+    if out is img:
         return img, None
-    import torch
-    import torch.nn.functional as F
-
-    s = max_side / max(h, w)
-    nh, nw = max(1, round(h * s)), max(1, round(w * s))
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
-    y = F.interpolate(x, size=(nh, nw), mode="area")[0].permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(y, dtype=np.float32), (
-        f"The image is {w}×{h} px; it was downscaled to {nw}×{nh} (long side ≤ {max_side} px) "
-        "to keep the CPU demo fast and within memory.")
+    nh, nw = out.shape[:2]
+    return out, (f"The image is {w}×{h} px; it was downscaled to {nw}×{nh} (long side ≤ {max_side} px) "
+                 "to keep the CPU demo fast and within memory.")
 
 
 # ----------------------------------------------------------------------------- handlers

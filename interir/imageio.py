@@ -150,6 +150,25 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def downscale(img: np.ndarray, max_side: int) -> np.ndarray:
+    """Area-downscale float (H, W, 3) so its long side is at most ``max_side`` (0: never).
+
+    Images already small enough come back unchanged (the same array); the model input of the
+    app and of ``interir report`` both go through here.
+    """
+    h, w = img.shape[:2]
+    if max_side <= 0 or max(h, w) <= max_side:
+        return img
+    import torch  # imageio is used without torch elsewhere (datasets' workers, the app's uploads)
+    import torch.nn.functional as F
+
+    s = max_side / max(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    y = F.interpolate(x, size=(nh, nw), mode="area")[0].permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
 def save_image(img: np.ndarray, path: str | os.PathLike) -> None:
     """Write float [0,1] (H,W,3) RGB; the format follows the extension (:data:`SAVE_FORMATS`).
 

@@ -25,21 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", help="report title")
 
 
-def _downscale(img, max_side: int):
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
-    h, w = img.shape[:2]
-    if max_side <= 0 or max(h, w) <= max_side:
-        return img, None
-    s = max_side / max(h, w)
-    nh, nw = max(1, round(h * s)), max(1, round(w * s))
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
-    y = F.interpolate(x, size=(nh, nw), mode="area")[0].permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(y, dtype=np.float32), f"downscaled from {w}×{h} to {nw}×{nh} px"
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -47,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import interir
     from interir.errors import InterIRError
     from interir.fileio import check_output_path
-    from interir.imageio import load_image
+    from interir.imageio import downscale, load_image
     from interir.reference import find_reference, weights_hash
 
     # viz/ depends on interir/, never the reverse at import time: the report's drawing code is
@@ -68,15 +53,16 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     img = load_image(args.input)
     orig = img.shape[:2]
-    img, note = _downscale(img, args.max_side)
-    notes = [f"The image was {note}."] if note else []
+    img = downscale(img, args.max_side)
+    notes = [] if img.shape[:2] == orig else [
+        f"The image was downscaled from {orig[1]}×{orig[0]} to {img.shape[1]}×{img.shape[0]} px."]
     ref = None
     if args.reference:
         ref = load_image(args.reference)
         if ref.shape[:2] != orig:
             raise InterIRError(f"{args.reference}: reference is {ref.shape[1]}x{ref.shape[0]}, "
                                f"image is {orig[1]}x{orig[0]}; they must be the same size")
-        ref, _ = _downscale(ref, args.max_side)
+        ref = downscale(ref, args.max_side)
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
     tr = interir.trace(model, x)
     ct = compact_trace(tr, name=Path(args.input).name, notes=notes)
