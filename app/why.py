@@ -39,23 +39,14 @@ class _Masks(Mapping):
         return len(self.ct.layers)
 
 
-def _number(v: Any, what: str) -> float | None:
-    if v in (None, ""):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise InterIRError(f"{what} must be a number, got {v!r}") from None
-    if not np.isfinite(f):
-        raise InterIRError(f"{what} must be finite, got {v!r}")
-    return f
-
-
 def parse_region(x0: Any, y0: Any, x1: Any = None, y1: Any = None) -> Any:
     """A point (x0, y0) becomes a disc of radius :data:`POINT_RADIUS`; with x1, y1 a box."""
-    from interir.attribution import Region
+    from interir.attribution import Region, coordinate
 
-    a, b, c, d = (_number(v, n) for v, n in ((x0, "x0"), (y0, "y0"), (x1, "x1"), (y1, "y1")))
+    def number(v: Any, name: str) -> float | None:  # an empty field is "not given"
+        return None if v in (None, "") else coordinate(v, name)
+
+    a, b, c, d = (number(v, n) for v, n in ((x0, "x0"), (y0, "y0"), (x1, "x1"), (y1, "y1")))
     if a is None or b is None:
         raise InterIRError("give a point (x, y) on the restored image, or a box (x0, y0, x1, y1)")
     if c is None or d is None:

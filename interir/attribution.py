@@ -56,7 +56,7 @@ from .errors import InterIRError
 from .model.explain_conv import ThresholdMask
 from .trace import trace as record_trace
 
-__all__ = ["RegionError", "Region", "Attribution", "IterationChange", "ChannelActivity",
+__all__ = ["RegionError", "Region", "coordinate", "Attribution", "IterationChange", "ChannelActivity",
            "RegionExplanation", "attribution_map", "iteration_change", "channel_activity",
            "explain_region", "gaussian_blur", "diffusion_index"]
 
@@ -89,7 +89,7 @@ class Region:
     @classmethod
     def point(cls, x: float, y: float, radius: float = 8.0) -> "Region":
         """The pixels whose centres lie within ``radius`` of (x, y); radius 0 is one pixel."""
-        x, y, radius = _finite(x, "x"), _finite(y, "y"), _finite(radius, "radius")
+        x, y, radius = coordinate(x, "x"), coordinate(y, "y"), coordinate(radius, "radius")
         if radius < 0:
             raise RegionError(f"the radius must be ≥ 0, got {radius:g}")
         return cls("point", x=x, y=y, radius=radius)
@@ -97,8 +97,8 @@ class Region:
     @classmethod
     def box(cls, x0: float, y0: float, x1: float, y1: float) -> "Region":
         """Columns x0..x1−1 and rows y0..y1−1 (corners may come in any order)."""
-        xs = sorted((_finite(x0, "x0"), _finite(x1, "x1")))
-        ys = sorted((_finite(y0, "y0"), _finite(y1, "y1")))
+        xs = sorted((coordinate(x0, "x0"), coordinate(x1, "x1")))
+        ys = sorted((coordinate(y0, "y0"), coordinate(y1, "y1")))
         box = cls("box", x0=math.floor(xs[0]), x1=math.ceil(xs[1]), y0=math.floor(ys[0]), y1=math.ceil(ys[1]))
         if box.x1 <= box.x0 or box.y1 <= box.y0:
             raise RegionError(f"the box {box.describe()} is empty: drag a box at least one pixel wide and high")
@@ -161,7 +161,8 @@ class Region:
         return {"kind": "box", "x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1}
 
 
-def _finite(v: Any, name: str) -> float:
+def coordinate(v: Any, name: str) -> float:
+    """A region's number (coordinate or radius) as a finite float; else a one-line RegionError."""
     try:
         f = float(v)
     except (TypeError, ValueError):

@@ -453,3 +453,19 @@ def test_size_limits_bombs_and_animations_are_reported_in_the_apps_words(env, cl
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
     _, _, info = client.predict(handle_file(str(tmp_path / "anim.gif")), api_name="/restore")
     assert "anim.gif is animated (3 frames): only the first frame is used." in info
+
+
+@pytest.mark.parametrize("fields, words", [
+    (("abc", 3, None, None), "x0 must be a number"),
+    ((1, "inf", None, None), "y0 must be finite"),
+    ((None, 2, None, None), "give a point"),
+])
+def test_why_fields_are_checked_by_the_region_rules(fields, words):
+    from app.why import parse_region
+    from interir.errors import InterIRError
+
+    with pytest.raises(InterIRError, match=words) as info:
+        parse_region(*fields)
+    assert "\n" not in str(info.value)
+    box = parse_region("4", 2.0, 1, "")  # a half-given box is a point; numbers may come as text
+    assert (box.kind, box.x, box.y) == ("point", 4.0, 2.0)
