@@ -85,21 +85,17 @@ def part1(weights: str | None, size: int, repeats: int) -> None:
     n = s.trace.n_iter - 1
     ct = s.trace
     layers = ct.layers
-    ex.restore(str(path), None, s, progress=clean_free)  # a fresh trace: nothing encoded yet
-    first = []
-    for k in range(n + 1):
-        t0 = time.perf_counter()
-        ex.step(k, s)
-        first.append(time.perf_counter() - t0)
-    rows.append(("step, first visit of each k, API only (encodes 2 PNGs)", ms(first)))
-    ex.restore(str(path), None, s, progress=clean_free)
-    ex.panels(s)  # the UI's path: panels starts encoding every frame in the background
-    first = []
-    for k in range(n + 1):
-        t0 = time.perf_counter()
-        ex.step(k, s)
-        first.append(time.perf_counter() - t0)
-    rows.append(("step, first visit right after panels (UI path)", ms(first)))
+    for label, ui_path in (("step, first visit of each k, API only (encodes 2 PNGs)", False),
+                           ("step, first visit right after panels (UI path)", True)):
+        ex.restore(str(path), None, s, progress=clean_free)  # a fresh trace: nothing encoded yet
+        if ui_path:
+            ex.panels(s)  # the UI's path: panels starts encoding every frame in the background
+        first = []
+        for k in range(n + 1):
+            t0 = time.perf_counter()
+            ex.step(k, s)
+            first.append(time.perf_counter() - t0)
+        rows.append((label, ms(first)))
     cases = {
         "step, revisits (iteration slider)": [lambda k=k: ex.step(k, s) for k in range(n + 1)],
         "play tick": [lambda k=k: ex.play_tick(k, s) for k in range(n + 1)],
