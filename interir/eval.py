@@ -272,8 +272,7 @@ def awgn_pairs(clean_dir: str | os.PathLike, sigma: float = 25.0, size: int = 25
     returns (noisy, clean, name) with ``clean`` the photo's centre ``size``^2 crop (as
     ``make-testset`` crops) quantised to 8 bit and ``noisy`` = clean + N(0, (sigma/255)^2),
     clipped to [0, 1] and quantised to 8 bit; the noise of photo i is seeded by (seed, i)."""
-    from .commands.make_testset import centre_square
-    from .data.datasets import list_images
+    from .data.datasets import centre_square, list_images
     from .imageio import load_image
 
     if not math.isfinite(float(sigma)) or float(sigma) <= 0:

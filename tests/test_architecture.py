@@ -146,6 +146,17 @@ def test_viz_never_imports_app_or_gradio() -> None:
     assert _hits("viz", ("gradio", "app")) == []
 
 
+def test_only_the_cli_imports_the_commands() -> None:
+    # The commands are the CLI's front ends: a library module (or the app) that needs their
+    # logic would pull a command module in; the logic belongs in the library instead.
+    def is_command(m: str) -> bool:
+        return m == "interir.commands" or m.startswith("interir.commands.")
+
+    users = sorted(f"{m} imports {t}" for m, ts in import_graph().items() if not is_command(m)
+                   and m != "interir.cli" for t in ts if is_command(t))
+    assert users == []
+
+
 def _long_functions() -> list[str]:
     """Functions over the limit without a `# long:` reason on the def line or the line above."""
     found = []

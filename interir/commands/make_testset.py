@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.datasets import centre_square
 from ..errors import InterIRError
 from ..fileio import atomic_write_text
 
@@ -33,18 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="skip clean images larger than N pixels (default 16000000, or "
                         "INTERIR_MAX_PIXELS)")
-
-
-def centre_square(img: np.ndarray, size: int) -> np.ndarray:
-    """Centre crop (H,W,3) to size x size, reflect-padding (edge for 1-px sides) if smaller."""
-    h, w, _ = img.shape
-    ph, pw = max(0, size - h), max(0, size - w)
-    if ph or pw:
-        mode = "reflect" if min(h, w) > 1 else "edge"
-        img = np.pad(img, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode=mode)
-        h, w, _ = img.shape
-    top, left = (h - size) // 2, (w - size) // 2
-    return img[top:top + size, left:left + size]
 
 
 def image_seed(seed: int, combo_index: int, k: int) -> int:

@@ -41,6 +41,18 @@ def list_images(root: str | Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
 
 
+def centre_square(img: np.ndarray, size: int) -> np.ndarray:
+    """Centre crop (H,W,3) to size x size, reflect-padding (edge for 1-px sides) if smaller."""
+    h, w, _ = img.shape
+    ph, pw = max(0, size - h), max(0, size - w)
+    if ph or pw:
+        mode = "reflect" if min(h, w) > 1 else "edge"
+        img = np.pad(img, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode=mode)
+        h, w, _ = img.shape
+    top, left = (h - size) // 2, (w - size) // 2
+    return img[top:top + size, left:left + size]
+
+
 def _to_uint8_chw(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(to_uint8(img).transpose(2, 0, 1)))
 
