@@ -37,7 +37,7 @@ import torch
 
 from . import metrics
 from .classical import classical_restore
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, check_output_path
 from .errors import InterIRError
 from .imageio import to_uint8
 
@@ -421,11 +421,7 @@ def to_json(result: dict[str, Any]) -> str:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and a rename."""
-    path = Path(path)
-    if path.is_dir():
-        raise InterIRError(f"{path}: is a folder, expected a file name")
-    if not path.parent.exists():
-        raise InterIRError(f"{path}: output folder {path.parent} does not exist")
+    path = check_output_path(path)
     try:
         atomic_write_text(path, text)
     except OSError as exc:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InterIRError
+from ..fileio import check_output_path
 
 HELP = ("evaluate a checkpoint on DIR/<combo>/input + target folders (PSNR/SSIM per combo) "
         "and print a markdown table")
@@ -60,13 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_output(path: str | None, flag: str) -> None:
-    if path is None:
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise InterIRError(f"{flag} {p}: is a folder, expected a file name")
-    if not p.parent.exists():
-        raise InterIRError(f"{flag} {p}: output folder {p.parent} does not exist")
+    if path is not None:
+        check_output_path(path, flag=flag)
 
 
 def _load_model(weights: Path):
