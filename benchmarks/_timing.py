@@ -8,6 +8,12 @@ from typing import Callable
 import torch
 
 
+def sync(device: torch.device | str) -> None:
+    """Wait for the device's queued work (nothing to wait for on the CPU) before reading a clock."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def timeit(fn: Callable[[], object], device: str = "cpu", warmup: int = 3, reps: int = 10,
            min_time: float = 0.0) -> float:
     """Median seconds per call of ``fn`` (synchronising CUDA)."""

@@ -16,12 +16,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._timing import sync  # noqa: E402
 from interir.data.degrade import COMBOS, degrade, sample_levels  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench(batch: int, size: int, combo: str, device: torch.device, repeats: int) -> float:
@@ -29,12 +25,12 @@ def bench(batch: int, size: int, combo: str, device: torch.device, repeats: int)
     x = torch.rand(batch, 3, size, size, generator=g, device=device)
     h, r, n, _ = sample_levels(batch, [combo], generator=g, device=device)
     degrade(x, h, r, n, generator=g)  # warm-up
-    _sync(device)
+    sync(device)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         degrade(x, h, r, n, generator=g)
-        _sync(device)
+        sync(device)
         best = min(best, time.perf_counter() - t0)
     return batch / best
 

@@ -23,17 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._timing import sync  # noqa: E402
 import interir  # noqa: E402
 from interir.data.datasets import CleanImageDataset  # noqa: E402
 from interir.data.degrade import COMBOS  # noqa: E402
 from interir.imageio import save_image  # noqa: E402
 from interir.losses import RestorationLoss  # noqa: E402
 from interir.train import make_batch  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _synthetic_clean(folder: Path, n: int = 8, size: int = 384) -> None:
@@ -74,16 +70,16 @@ def bench(dataset, preset: str, patch: int, batch: int, amp: str, compile_: bool
         torch.cuda.reset_peak_memory_stats(device)
     for i in range(warmup):
         step(i)
-    _sync(device)
+    sync(device)
     t = time.perf_counter()
     for i in range(iters):
         step(warmup + i)
-    _sync(device)
+    sync(device)
     step_s = (time.perf_counter() - t) / iters
     t = time.perf_counter()
     for i in range(iters):
         data(i)
-    _sync(device)
+    sync(device)
     data_s = (time.perf_counter() - t) / iters
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return {"it_s": 1 / step_s, "img_s": batch / step_s, "ms": step_s * 1e3,
