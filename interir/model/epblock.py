@@ -38,18 +38,32 @@ class LayerNorm2d(nn.Module):
         return torch.addcmul(self.bias.view(1, -1, 1, 1), self.normalize(x), self.weight.view(1, -1, 1, 1))
 
 
-def matmul1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def _channels_last(x: torch.Tensor) -> bool:
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def matmul1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+              channels_last: bool = False) -> torch.Tensor:
     """A 1×1 convolution as one matrix product: ``weight`` (O, C) or per sample (B, O, C).
 
-    On the CPU this is about twice as fast as ``F.conv2d``, whose 1×1 path writes the bias into
-    the output in a separate slow broadcast pass before the product."""
+    On the CPU this is about twice as fast as ``F.conv2d``, whose 1×1 path (and ``addmm``'s)
+    writes the bias into the output in a separate slow broadcast pass before the product; here
+    the bias is added in place afterwards. For one image ``x`` may be channels-last, and
+    ``channels_last=True`` returns a channels-last result (the transposed product, no copy)."""
     b, c, h, w = x.shape
-    flat = x.reshape(b, c, h * w)
-    if weight.dim() == 2 and b == 1:
-        y = torch.mm(weight, flat[0]) if bias is None else torch.addmm(bias[:, None], weight, flat[0])
-    else:
-        weight = weight.expand(b, -1, -1) if weight.dim() == 2 else weight
-        y = torch.bmm(weight, flat) if bias is None else torch.baddbmm(bias.view(1, -1, 1), weight, flat)
+    if b == 1:
+        w2 = weight if weight.dim() == 2 else weight[0]
+        rows = x.permute(0, 2, 3, 1).reshape(h * w, c) if _channels_last(x) else x.reshape(c, h * w).t()
+        if channels_last:
+            y = torch.mm(rows, w2.t())                                   # (HW, O)
+            y = y if bias is None else y.add_(bias)
+            return y.view(1, h, w, -1).permute(0, 3, 1, 2)
+        y = torch.mm(w2, rows.t())                                       # (O, HW)
+        y = y if bias is None else y.add_(bias[:, None])
+        return y.view(1, -1, h, w)
+    weight = weight.expand(b, -1, -1) if weight.dim() == 2 else weight
+    y = torch.bmm(weight, x.reshape(b, c, h * w))
+    y = y if bias is None else y.add_(bias.view(1, -1, 1))
     return y.view(b, -1, h, w)
 
 
@@ -58,12 +72,13 @@ def conv1x1(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return matmul1x1(x, conv.weight.flatten(1), conv.bias)
 
 
-def norm_conv1x1(norm: LayerNorm2d, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+def norm_conv1x1(norm: LayerNorm2d, conv: nn.Conv2d, x: torch.Tensor,
+                 channels_last: bool = False) -> torch.Tensor:
     """``conv(norm(x))`` for a 1×1 conv, with the norm's affine folded into the conv's weights
     (W·diag(γ), W·β + b): the same function, two fewer passes over the feature map."""
     w = conv.weight.flatten(1)
     bias = torch.addmv(conv.bias, w, norm.bias) if conv.bias is not None else w @ norm.bias
-    return matmul1x1(norm.normalize(x), w * norm.weight, bias)
+    return matmul1x1(norm.normalize(x), w * norm.weight, bias, channels_last)
 
 
 class SimpleGate(nn.Module):
@@ -131,7 +146,10 @@ class EPBlock(nn.Module):
     def spatial_mix(self, inp: torch.Tensor) -> torch.Tensor:
         """conv3(SCA(SimpleGate(conv2(conv1(norm1(x)))))), with the norm and the SCA folded
         into the 1×1 convs around them."""
-        x = self.gate(self.conv2(norm_conv1x1(self.norm1, self.conv1, inp)))
+        # One image: conv1 writes channels-last, so the depthwise conv runs channels-last (on the
+        # CPU several times faster than on NCHW) and conv3 reads it back into NCHW, no copies.
+        x = norm_conv1x1(self.norm1, self.conv1, inp, channels_last=inp.shape[0] == 1)
+        x = self.gate(self.conv2(x))
         return scaled_conv1x1(self.conv3, x, self.sca.scale(x))
 
     def ffn(self, y: torch.Tensor) -> torch.Tensor:
