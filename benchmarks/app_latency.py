@@ -122,7 +122,7 @@ def part1(weights: str | None, size: int, repeats: int) -> None:
         rows.append((name, ms(times)))
     t_iv = []
     for _ in range(2):
-        s.interventions.clear()
+        s.reruns.clear()
         t0 = time.perf_counter()
         ex.intervene(n // 2, s, progress=clean_free)
         t_iv.append(time.perf_counter() - t0)
