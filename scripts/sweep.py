@@ -79,8 +79,10 @@ def run(args: argparse.Namespace) -> None:
         if (out / "DONE").exists():
             print(f"[sweep] {name}: done, skipped", flush=True)
             continue
+        cfg = row_config(name)
+        cfg["device"] = args.device
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-            yaml.safe_dump(row_config(name), fh)
+            yaml.safe_dump(cfg, fh)
         cmd = [sys.executable, "-m", "interir.cli", "train", "--config", fh.name, "--run-dir", str(out)]
         if (out / "state.json").exists():
             cmd.append("--resume")
@@ -156,6 +158,7 @@ def main() -> None:
     r.add_argument("--runs", required=True, help="folder of the row runs (keep it outside the work tree)")
     r.add_argument("--rows", default=None, help="comma list (default: all rows in order)")
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (the same budget on any device)")
     p = sub.add_parser("report")
     p.add_argument("--runs", required=True)
     p.add_argument("--out", default=None)

@@ -1,0 +1,55 @@
+"""scripts/sweep.py: every row is a valid training config, and the report reads a run's log."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import interir
+from interir.config import validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("sweep", ROOT / "scripts" / "sweep.py")
+sweep = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sweep)
+
+
+@pytest.mark.parametrize("row", list(sweep.ROWS))
+def test_every_row_is_a_valid_config_with_the_shared_budget(row):
+    cfg = validate_config(sweep.row_config(row))
+    base = validate_config(sweep.row_config("paper-n6"))
+    for key in ("seed", "datasets"):
+        assert cfg[key] == base[key]
+    assert cfg["train"]["total_iter"] == base["train"]["total_iter"]
+    net = dict(cfg["network"])
+    interir.build_model(net.pop("preset"), **net)        # the architecture builds
+
+
+def test_read_log_takes_the_last_validation_and_its_stages(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text(
+        "kind,iter,loss,l1,fft,lr,time,combo,psnr,ssim,stage\n"
+        "train,10,1,1,1,1,5.0,,,,\n"
+        "train,20,1,1,1,1,9.0,,,,\n"
+        "val,10,,,,,,average,20.0,0.5,\n"
+        "val_stage,10,,,,,,average,19.0,,0\n"
+        "val,20,,,,,,average,21.0,0.6,\n"
+        "val_stage,20,,,,,,average,20.5,,1\n"
+        "val_stage,20,,,,,,average,20.0,,0\n"
+        "val_stage,20,,,,,,haze,30.0,,0\n")
+    r = sweep.read_log(log)
+    assert r["iter"] == 20 and r["psnr"] == 21.0
+    assert r["stages"] == [20.0, 20.5]
+    assert r["sec_per_it"] == pytest.approx(0.4)
+
+
+def test_unknown_row_is_refused(tmp_path, capsys):
+    import sys
+    argv = sys.argv
+    sys.argv = ["sweep.py", "run", "--runs", str(tmp_path), "--rows", "nope"]
+    try:
+        with pytest.raises(SystemExit, match="unknown row"):
+            sweep.main()
+    finally:
+        sys.argv = argv
