@@ -10,6 +10,7 @@ import gradio as gr
 from interir.errors import InterIRError
 from viz import text as T
 from viz.hover import HOVER_JS
+from viz.viewer import CHANGE_LABEL, FRAME_LABEL, SHOW_K_JS, VIEWER_CSS, iteration_viewer
 
 from .handlers import DEFAULT_NEIGHBOURS, Explorer, Session
 from .session import check_upload, drop_session
@@ -23,7 +24,7 @@ CSS = """
 #model-info {font-size: 0.9em}
 #restore-btn, #degrade-btn {min-height: 44px}
 #why-image img {cursor: crosshair}
-"""
+""" + VIEWER_CSS
 
 # System fonts only: the page must not fetch anything from the internet (no Google Fonts).
 THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="blue", neutral_hue="slate",
@@ -38,10 +39,9 @@ QUIET_JS = """(function () { const warn = console.warn;
 HEAD = f"<script>{QUIET_JS}</script><script>{HOVER_JS}</script>"
 STATE_TTL_S = 3600
 # Moves the selected-iteration markers ("sel:<curve>" traces) and the dashed "k-line" shapes of
-# the iteration curves (viz.plots.iteration_curves) to k, with the plotly.js gradio loaded.
-# One Plotly.update (a single redraw), after the step request has left (setTimeout).
-MARK_K_JS = """(k) => { setTimeout(() => {
-  const gd = document.querySelector('#curves .js-plotly-plot'); const P = window.Plotly;
+# the iteration curves (viz.plots.iteration_curves) to k, with the plotly.js gradio loaded, in
+# one Plotly.update (a single redraw).
+MARK_K_JS = """(k) => { const gd = document.querySelector('#curves .js-plotly-plot'); const P = window.Plotly;
   if (!gd || !P || !gd.data) { return; }
   k = Math.round(Number(k)); const idx = [], xs = [], ys = [], lay = {};
   gd.data.forEach((t, i) => { if (typeof t.name === 'string' && t.name.startsWith('sel:')) {
@@ -49,8 +49,13 @@ MARK_K_JS = """(k) => { setTimeout(() => {
     idx.push(i); xs.push([k]); ys.push([src && src.y ? src.y[k] : null]); } });
   (gd.layout.shapes || []).forEach((s, i) => { if (s.name === 'k-line') {
     lay['shapes[' + i + '].x0'] = k; lay['shapes[' + i + '].x1'] = k; } });
-  if (idx.length) { P.update(gd, {x: xs, y: ys}, lay, idx); }
-}, 0); return []; }"""
+  const moved = idx.every(i => gd.data[i].x && gd.data[i].x[0] === k);  // (input and change both call)
+  if (idx.length && !moved) { P.update(gd, {x: xs, y: ys}, lay, idx); }
+}"""
+# The iteration slider steps in the browser (no request): show iteration k's frames and step
+# line (viz.viewer), then, after that paint, move the curves' marker.
+STEP_JS = f"""(k) => {{ ({SHOW_K_JS})(k);
+  requestAnimationFrame(() => setTimeout(() => ({MARK_K_JS})(k), 0)); return []; }}"""
 
 
 class RobustImage(gr.Image):
@@ -171,12 +176,14 @@ def _iterations_tab(n: int, w: Wiring) -> None:
         w("k_slider", gr.Slider(0, n, value=n, step=1, label="Iteration k", scale=5, elem_id="k-slider"))
         w("play_btn", gr.Button("▶ Play", scale=1, size="sm", elem_id="play-btn"))
         w("timer", gr.Timer(0.8, active=False))
-    with gr.Row():
-        w("img_k", gr.Image(label="Decoded image at k (early exit)", type="filepath", interactive=False,
-                            height=380, elem_id="img-k"))
-        w("diff_k", gr.Image(label="Change |I_k − I_(k−1)| (k = 0: from the input)", type="filepath",
-                             interactive=False, height=380, elem_id="diff-k"))
-    w("step_md", _md(elem_id="step-info"))
+    # every k's frames and step line at once (filled by /panels); STEP_JS shows one
+    w("iter_view", gr.HTML(iteration_viewer([], []), js_on_load=None, apply_default_css=False,
+                           elem_id="iter-viewer"))
+    # /step's outputs, for gradio_client users (the page does not call /step)
+    w("img_k", gr.Image(label=FRAME_LABEL, type="filepath", interactive=False, visible=False))
+    w("diff_k", gr.Image(label=CHANGE_LABEL, type="filepath", interactive=False, visible=False))
+    w("step_md", _md(visible=False))
+    w("step_api", gr.Button("step", visible=False))
     w("curves", gr.Plot(label="Per-iteration curves", show_label=False, elem_id="curves"))
     w("curves_md", _md(elem_id="curves-info"))
 
@@ -329,9 +336,11 @@ def _wire(ex: Explorer, w: Wiring) -> None:
     # writing inp triggers inp.change -> restore
     w.on([c["degrade_btn"].click], ex.degrade, ["clean_inp", "haze", "rain", "noise", "seed", "session"],
          api_name="degrade")
-    # the curves' k marker and line move in the browser: no figure round trip per step
-    c["k_slider"].change(None, [c["k_slider"]], None, js=MARK_K_JS)
-    w.on([c["k_slider"].input], ex.step, ["k_slider", "session"], api_name="step", trigger_mode="always_last",
+    # the iteration slider (dragged, or moved by ▶ Play or a new trace) steps in the browser;
+    # /step serves the same frames to API clients
+    gr.on([c["k_slider"].input, c["k_slider"].change], None, [c["k_slider"]], None, js=STEP_JS,
+          show_progress="hidden", queue=False)
+    w.on([c["step_api"].click], ex.step, ["k_slider", "session"], api_name="step", trigger_mode="always_last",
          **fast)
     w.on([c["play_btn"].click], ex.play_toggle, ["playing", "session"], api_name="play")
     w.on([c["timer"].tick], ex.play_tick, ["k_slider", "session"], api_name="play_tick", **fast)
