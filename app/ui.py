@@ -10,7 +10,7 @@ import gradio as gr
 from interir.errors import InterIRError
 from viz import text as T
 from viz.hover import HOVER_JS
-from viz.viewer import CHANGE_LABEL, FRAME_LABEL, SHOW_K_JS, VIEWER_CSS, iteration_viewer
+from viz.viewer import CHANGE_LABEL, FRAME_LABEL, SHOW_K_JS, VIEWER_CSS, VIEWER_JS, iteration_viewer
 
 from .handlers import DEFAULT_NEIGHBOURS, Explorer, Session
 from .session import check_upload, drop_session
@@ -36,7 +36,7 @@ LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": 
 QUIET_JS = """(function () { const warn = console.warn;
   console.warn = function (...a) { if (a.length === 1 && a[0] === 'Method not implemented.') { return; }
     return warn.apply(console, a); }; })();"""
-HEAD = f"<script>{QUIET_JS}</script><script>{HOVER_JS}</script>"
+HEAD = f"<script>{QUIET_JS}</script><script>{HOVER_JS}</script><script>{VIEWER_JS}</script>"
 STATE_TTL_S = 3600
 # Moves the selected-iteration markers ("sel:<curve>" traces) and the dashed "k-line" shapes of
 # the iteration curves (viz.plots.iteration_curves) to k, with the plotly.js gradio loaded, in
@@ -366,8 +366,12 @@ def launch_kwargs() -> dict[str, Any]:
 
     # state_session_capacity: at most this many sessions keep a trace (oldest dropped first);
     # a 512² trace of the tiny model is ~15 MB, a 1024² one ~60 MB.
+    # run_history=False: gradio would otherwise copy every run's inputs and outputs into the
+    # browser's localStorage, re-reading and re-writing that list on every message of every event
+    # (~0.5 s of the page's time for the iteration viewer's 3 MB of frames at n = 6)
     return dict(theme=THEME, css=CSS, head=HEAD, max_file_size="25mb", show_error=True,
-                allowed_paths=[str(EXAMPLES_DIR)], footer_links=["api"], state_session_capacity=48)
+                allowed_paths=[str(EXAMPLES_DIR)], footer_links=["api"], state_session_capacity=48,
+                run_history=False)
 
 
 __all__ = ["build_demo", "launch_kwargs", "RobustImage", "Session"]

@@ -9,6 +9,7 @@ else to the test's temporary folder. Never ``playwright install``: Debian's chro
 """
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
@@ -164,6 +165,11 @@ def test_explorer_in_a_real_browser(app_url, shots, tmp_path):
                 assert "compared with the input" in page.inner_text("#step-info")
         assert len(set(seen.values())) == len(seen), seen  # a different frame and change map for each k
         assert not sent, f"the slider sent requests: {sent[:3]}"
+        with page.expect_download() as dl:  # the pane's download button saves the shown change map
+            page.click("#diff-k .iv-btn[title^=Download]")
+        assert dl.value.suggested_filename == "change_k0.png"
+        shown = page.evaluate("() => Array.from(document.querySelectorAll('#diff-k img')).find(i => !i.hidden).src")
+        assert Path(dl.value.path()).read_bytes() == base64.b64decode(shown.split(",", 1)[1])
         page.click("#play-btn")
         page.wait_for_function("() => /k = [1-9]/.test(document.querySelector('#step-info').innerText)")
         page.wait_for_function("() => document.querySelector('#play-btn').innerText.includes('Play')")
