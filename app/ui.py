@@ -231,8 +231,11 @@ def _embedding_tab(ex: Explorer, w: Wiring) -> None:
             w("emb_k", gr.Slider(1, max(n_max, 2), value=DEFAULT_NEIGHBOURS, step=1,
                                  label="Neighbours in the vote (k)", elem_id="emb-k"))
             w("emb_md", _md(elem_id="embedding-info"))
-            w("emb_gallery", gr.Gallery(label="Nearest reference images", columns=4, height="auto",
-                                        object_fit="contain", allow_preview=False, elem_id="emb-gallery"))
+            # no label or buttons: on a one-row gallery they covered the thumbnails (the text
+            # above says what they are)
+            w("emb_gallery", gr.Gallery(label="Nearest reference images", show_label=False, buttons=[],
+                                        columns=4, height="auto", object_fit="contain", allow_preview=False,
+                                        elem_id="emb-gallery"))
 
 
 def _why_tab(w: Wiring) -> None:
@@ -274,8 +277,9 @@ def _panel_tabs(ex: Explorer, n: int, w: Wiring) -> None:
         with gr.Tab("8 · Twin", id="twin"):
             _md(T.TWIN, elem_classes="panel-text")
             w("twin_btn", gr.Button("Run the twin on this image", variant="primary", elem_id="twin-btn"))
-            w("twin_gallery", gr.Gallery(label="explainable · standard · |difference|", columns=3, height=360,
-                                         object_fit="contain", elem_id="twin-gallery"))
+            # as tall as its tiles (a fixed height cut their captions off); each caption names its image
+            w("twin_gallery", gr.Gallery(label="explainable · standard · |difference|", show_label=False,
+                                         columns=3, height="auto", object_fit="contain", elem_id="twin-gallery"))
             w("twin_md", _md(elem_id="twin-info"))
         with gr.Tab("9 · Interventions", id="interventions"):
             _md(T.INTERVENTIONS, elem_classes="panel-text")

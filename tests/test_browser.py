@@ -285,6 +285,7 @@ def test_explorer_in_a_real_browser(app_url, shots, tmp_path):
         toast = page.locator(".toast-body").filter(has_text=re.compile("not a recognised image"))
         toast.first.wait_for()
         assert "Traceback" not in toast.first.inner_text()
+        page.wait_for_timeout(600)  # the toast slides in: let the animation finish for the picture
         shoot(page, shots / "09_bad_upload.png")
         bomb = tmp_path / "bomb.png"
         import struct

@@ -37,8 +37,8 @@ VIEWER_CSS = """
   border-right: 1px solid var(--block-border-color, #e5e7eb);
   border-bottom: 1px solid var(--block-border-color, #e5e7eb);
   border-radius: 0 0 var(--block-label-radius, 6px) 0}
-.iter-viewer .iv-pane img, .iter-viewer .iv-empty {position: absolute; top: 30px; left: 0;
-  width: 100%; height: calc(100% - 30px)}
+.iter-viewer .iv-pane img, .iter-viewer .iv-empty {position: absolute; top: 32px; left: 0;
+  width: 100%; height: calc(100% - 40px)}
 .iter-viewer .iv-pane img {display: block; object-fit: contain}
 .iter-viewer .iv-empty {display: flex; align-items: center; justify-content: center;
   color: var(--body-text-color-subdued, #6b7280); font-size: var(--text-md, 14px)}
