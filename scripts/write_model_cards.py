@@ -215,13 +215,15 @@ def _effect_line(name: str, iv: dict) -> str:
             f"the output {avg['mean_abs_change']:.2f}/255 (largest change of one "
             f"pixel value {avg['max_abs_change']:.0f}/255). ")
 
-    def where(names: list[str], what: str) -> str:
+    def where(names: list[str], below: str, above: str) -> str:
         if len(names) == len(combos):
-            return f"{what} on every combination"
-        return f"{what} on {', '.join(names)}" if names else f"{what} on no combination"
+            return f"{below} on every combination"
+        return f"{below} on {', '.join(names)}" if names else f"{above} on every combination"
 
-    line += where(small, f"The output changes by less than {NEGLIGIBLE_CHANGE:g}/255") + "; "
-    line += where(flat, f"PSNR changes by less than {NEGLIGIBLE_DB:g} dB") + "."
+    line += where(small, f"Mean change below {NEGLIGIBLE_CHANGE:g}/255",
+                  f"Mean change at least {NEGLIGIBLE_CHANGE:g}/255") + "; "
+    line += where(flat, f"|ΔPSNR| below {NEGLIGIBLE_DB:g} dB",
+                  f"|ΔPSNR| at least {NEGLIGIBLE_DB:g} dB") + "."
     if len(small) == len(combos) and len(flat) == len(combos):
         line += " In effect, this intervention does nothing to this model's output."
     return line

@@ -690,13 +690,17 @@ def test_model_card_interventions_section(iv_results):
     for e in list(tiny["combos"].values()) + [tiny["average"]]:
         e["uniform_attention"].update(mean_abs_change=0.3, delta_psnr=0.02)
     line = cards._effect_line("uniform_attention", tiny)
-    assert "less than 1/255 on every combination" in line
-    assert "less than 0.1 dB on every combination" in line and "does nothing" in line
+    assert "Mean change below 1/255 on every combination" in line
+    assert "|ΔPSNR| below 0.1 dB on every combination" in line and "does nothing" in line
     first = next(iter(tiny["combos"].values()))
     first["uniform_attention"].update(mean_abs_change=5.0, delta_psnr=-1.0)
     line = cards._effect_line("uniform_attention", tiny)
-    assert "does nothing" not in line and "less than 1/255 on R + N" not in line
-    assert "less than 1/255 on H + R, " in line  # the other six combos are listed
+    assert "does nothing" not in line and "every combination" not in line.split(";")[0]
+    assert "Mean change below 1/255 on H + R, " in line  # the other six combos are listed
+    for e in tiny["combos"].values():
+        e["uniform_attention"].update(mean_abs_change=5.0, delta_psnr=-1.0)
+    line = cards._effect_line("uniform_attention", tiny)
+    assert "at least 1/255 on every combination" in line and "at least 0.1 dB on every" in line
 
 
 def test_evaluate_checkpoints_update_adds_interventions(tmp_path, all_combos_dir, capsys):
