@@ -371,8 +371,8 @@ def launch_kwargs() -> dict[str, Any]:
     # state_session_capacity: at most this many sessions keep a trace (oldest dropped first);
     # a 512² trace of the tiny model is ~15 MB, a 1024² one ~60 MB.
     # run_history=False: gradio would otherwise copy every run's inputs and outputs into the
-    # browser's localStorage, re-reading and re-writing that list on every message of every event
-    # (~0.5 s of the page's time for the iteration viewer's 3 MB of frames at n = 6)
+    # browser's localStorage, re-reading and re-writing that list on every message of every
+    # event (0.5–0.9 s of the page's time per restore with the viewer's 3 MB of frames at n = 6)
     return dict(theme=THEME, css=CSS, head=HEAD, max_file_size="25mb", show_error=True,
                 allowed_paths=[str(EXAMPLES_DIR)], footer_links=["api"], state_session_capacity=48,
                 run_history=False)
