@@ -442,9 +442,9 @@ class Explorer:
     @handler("twin", TWIN_OUT)
     def twin_run(self, session: Session | None) -> Outputs:
         """Run the standard-conv twin on the same input: both outputs, their difference, metrics."""
-        ct = self._trace(session)
-        if self.twin is None:
+        if self.twin is None:  # says so (and how to add one) whether or not an image is restored
             return {"twin_gallery": [], "twin_md": self.twin_note}
+        ct = self._trace(session)
         if "twin" not in session.reruns:
             session.reruns["twin"] = to_uint8(self.twin.run(session.x))
         other = session.reruns["twin"]

@@ -22,6 +22,7 @@ from interir import reference as refset
 from interir.errors import InterIRError
 from interir.model.epblock import EXPLAIN_TYPES
 from interir.reference import Reference, weights_hash
+from interir.weights import read_config
 
 log = logging.getLogger("interir.app")
 
@@ -106,20 +107,44 @@ class ModelHolder:
 TWIN_SUFFIX = "-stdconv"
 
 
+def no_twin_note(holder: ModelHolder) -> str:
+    """What the twin panel says when the served weights have no standard-conv twin."""
+    if holder.weights_dir is None:
+        return ("**No standard-conv twin for this model**: set `INTERIR_TWIN_WEIGHTS=DIR` (a folder "
+                "with config.json + model.safetensors of a standard-conv model) to compare with one.")
+    name = holder.short_name
+    return (f"**No standard-conv twin has been trained for `{name}` yet**, so there is nothing to "
+            "compare it with here (the paper's Table 4 ablation needs a twin trained with the same "
+            "recipe and `conv_type: standard`). To compare with one, start the app with "
+            "`INTERIR_TWIN_WEIGHTS=DIR` (a folder with config.json + model.safetensors), or put it "
+            f"beside the weights as `{name}{TWIN_SUFFIX}`.")
+
+
 def load_twin(holder: ModelHolder, weights: str | os.PathLike | None = None) -> tuple[ModelHolder | None, str]:
     """The standard-convolution twin of the served weights, for the twin panel: ``weights`` or
     ``$INTERIR_TWIN_WEIGHTS`` (``none`` switches it off), else the folder beside the served one
-    named ``<name>-stdconv`` (``checkpoints/interir-tiny-stdconv`` for the shipped checkpoint).
+    named ``<name>-stdconv`` (``checkpoints/<DEFAULT_CHECKPOINT>-stdconv`` for the shipped
+    checkpoint) if it has the same depth n: a twin of another depth is never paired on its own.
     Returns (twin or None, a note saying why there is none)."""
     weights = weights or os.environ.get("INTERIR_TWIN_WEIGHTS") or None
     if weights and str(weights).lower() == "none":
         return None, "The standard-conv twin is switched off (INTERIR_TWIN_WEIGHTS=none)."
     if weights is None and holder.weights_dir is not None:
         sibling = Path(holder.weights_dir).with_name(Path(holder.weights_dir).name + TWIN_SUFFIX)
-        weights = sibling if sibling.is_dir() else None
+        if sibling.is_dir():
+            try:
+                n_twin = read_config(sibling).get("n_blocks")
+            except InterIRError as exc:
+                log.warning("twin: %s", exc)
+                return None, f"The standard-conv twin could not be loaded ({exc})."
+            if n_twin != holder.config.get("n_blocks"):
+                log.warning("twin %s has n = %s, the served weights n = %s: not paired", sibling, n_twin,
+                            holder.config.get("n_blocks"))
+                return None, (no_twin_note(holder) + f" (`{sibling.name}` beside them has n = {n_twin}, "
+                              f"not n = {holder.config.get('n_blocks')}, so it is not paired automatically.)")
+            weights = sibling
     if weights is None:
-        return None, ("No standard-conv twin for these weights: put one beside them as "
-                      f"`<weights>{TWIN_SUFFIX}` or set INTERIR_TWIN_WEIGHTS.")
+        return None, no_twin_note(holder)
     try:
         twin = ModelHolder(interir.load_pretrained(weights), f"twin {Path(weights).name}", Path(weights))
     except InterIRError as exc:

@@ -21,7 +21,11 @@ from .model.interir import InterIR, make_config
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "interir-v1"
+#: The checkpoint the app and the commands use without ``--weights``: ``checkpoints/<this>``.
+#: Switching the shipped default is this line plus the artefacts in that folder (weights,
+#: eval, model card, ``app/assets/reference_embedding.npz``).
 DEFAULT_CHECKPOINT = "interir-tiny"
+DEFAULT_CHECKPOINT_PATH = f"checkpoints/{DEFAULT_CHECKPOINT}"
 
 
 def repo_root() -> Path:
@@ -30,7 +34,7 @@ def repo_root() -> Path:
 
 
 def default_checkpoint() -> Path | None:
-    """``checkpoints/interir-tiny`` if it is there, else None."""
+    """``checkpoints/<DEFAULT_CHECKPOINT>`` if it is there (config + weights), else None."""
     path = repo_root() / "checkpoints" / DEFAULT_CHECKPOINT
     return path if (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file() else None
 

@@ -149,6 +149,47 @@ def test_twin_and_the_server_log(env, client, tmp_path):
     assert re.search(r"request /matrices image=48x40 \d+ ms refused: channel 99 out of range", log)
 
 
+def test_twin_panel_without_a_trained_twin(tmp_path):
+    """Weights with no <name>-stdconv sibling (as a new default has before its twin is retrained):
+    /twin says so plainly, before and after a restore, with no error in the page or the log."""
+    from app.testing import serve
+
+    torch.manual_seed(1)
+    interir.save_pretrained(interir.build_model("tiny", n_blocks=3, channels=8), tmp_path / "deep-model")
+    save_image(smooth_image(32, 40, 13), tmp_path / "x.png")
+    with serve(tmp_path / "deep-model", tmp_path / "server",
+               env={"INTERIR_TWIN_WEIGHTS": ""}) as server:
+        client = Client(server.url, verbose=False)
+        for restored in (False, True):
+            if restored:
+                client.predict(handle_file(str(tmp_path / "x.png")), api_name="/restore")
+            gallery, md = client.predict(api_name="/twin")
+            assert not gallery
+            assert "No standard-conv twin has been trained for `deep-model` yet" in md
+            assert "INTERIR_TWIN_WEIGHTS" in md and "deep-model-stdconv" in md
+        log = server.log.read_text()
+    assert len(re.findall(r"request /twin image=\S+ \d+ ms ok", log)) == 2
+    assert "Traceback" not in log and "refused" not in log and "failed" not in log
+
+
+def test_twin_of_another_depth_is_not_paired(tmp_path, monkeypatch):
+    from app.runtime import ModelHolder, load_twin
+
+    monkeypatch.delenv("INTERIR_TWIN_WEIGHTS", raising=False)
+    for name, n in (("m", 3), ("m-stdconv", 2)):
+        interir.save_pretrained(interir.build_model("tiny", n_blocks=n, channels=4, conv_type=(
+            "standard" if name.endswith("stdconv") else "explain")), tmp_path / name)
+    holder = ModelHolder(interir.load_pretrained(tmp_path / "m"), "test", tmp_path / "m")
+    twin, note = load_twin(holder)
+    assert twin is None and "has n = 2, not n = 3" in note and "INTERIR_TWIN_WEIGHTS" in note
+    twin, note = load_twin(holder, tmp_path / "m-stdconv")  # named explicitly: paired as asked
+    assert twin is not None and note == ""
+    interir.save_pretrained(interir.build_model("tiny", n_blocks=3, channels=4, conv_type="standard"),
+                            tmp_path / "m-stdconv")
+    twin, note = load_twin(holder)
+    assert twin is not None and twin.short_name == "m-stdconv"
+
+
 def test_why_this_pixel(env, client, tmp_path):
     pytest.importorskip("interir.attribution")
     img = smooth_image(40, 48, 12)

@@ -9,13 +9,13 @@ import torch
 from ..errors import InterIRError
 from ..imageio import load_image
 from ..model.interir import InterIR
-from ..weights import default_checkpoint, load_pretrained
+from ..weights import DEFAULT_CHECKPOINT_PATH, default_checkpoint, load_pretrained
 
 
 def add_weights_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="DIR", default=None,
                    help="weights folder (config.json + model.safetensors); default: the shipped "
-                        "checkpoints/interir-tiny")
+                        f"{DEFAULT_CHECKPOINT_PATH}")
 
 
 def add_max_pixels_argument(p: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def resolve_model(weights: str | None) -> InterIR:
     if weights is None:
         path = default_checkpoint()
         if path is None:
-            raise InterIRError("no shipped checkpoint found (checkpoints/interir-tiny); pass --weights DIR")
+            raise InterIRError(f"no shipped checkpoint found ({DEFAULT_CHECKPOINT_PATH}); pass --weights DIR")
         weights = str(path)
     return load_pretrained(weights)
 

@@ -10,12 +10,10 @@ from pathlib import Path
 
 from ..errors import InterIRError
 from ..fileio import check_output_path
+from ..weights import DEFAULT_CHECKPOINT_PATH
 
 HELP = ("evaluate a checkpoint on DIR/<combo>/input + target folders (PSNR/SSIM per combo) "
         "and print a markdown table")
-
-DEFAULT_CHECKPOINT = "interir-tiny"
-
 
 def _non_negative_int(text: str) -> int:
     try:
@@ -38,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``eval`` options."""
     parser.add_argument("--weights", metavar="DIR", default=None,
                         help="checkpoint folder (config.json + model.safetensors); default: the "
-                             f"shipped checkpoints/{DEFAULT_CHECKPOINT}")
+                             f"shipped {DEFAULT_CHECKPOINT_PATH}")
     parser.add_argument("--data", metavar="DIR", required=True,
                         help="test data: DIR/<combo>/input + DIR/<combo>/target (same file "
                              "names), or DIR/input + DIR/target")
@@ -115,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
     if args.weights is None:
         from ..weights import default_checkpoint, repo_root
 
-        shipped = default_checkpoint()  # <repo root>/checkpoints/interir-tiny if complete
+        shipped = default_checkpoint()  # <repo root>/DEFAULT_CHECKPOINT_PATH if complete
         if shipped is None:
             raise InterIRError("no --weights given and the shipped checkpoint "
-                               f"{repo_root() / 'checkpoints' / DEFAULT_CHECKPOINT} was not "
+                               f"{repo_root() / DEFAULT_CHECKPOINT_PATH} was not "
                                "found; pass --weights DIR")
         weights = shipped
     else:

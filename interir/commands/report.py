@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..weights import DEFAULT_CHECKPOINT_PATH
+
 HELP = "write a self-contained HTML report of one image's restoration and its trace"
 
 
@@ -14,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN", help="degraded image")
     parser.add_argument("--out", required=True, metavar="REPORT.html", help="HTML file to write")
     parser.add_argument("--weights", metavar="DIR",
-                        help="weights folder (default: the shipped checkpoint checkpoints/interir-tiny)")
+                        help=f"weights folder (default: the shipped checkpoint {DEFAULT_CHECKPOINT_PATH})")
     parser.add_argument("--reference", metavar="CLEAN",
                         help="clean image of the same size, for PSNR/SSIM per iteration")
     parser.add_argument("--max-side", type=int, default=1024,
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         ckpt = interir.default_checkpoint()
         if ckpt is None:
-            raise InterIRError("no --weights given and no shipped checkpoint (checkpoints/interir-tiny)")
+            raise InterIRError(f"no --weights given and no shipped checkpoint ({DEFAULT_CHECKPOINT_PATH})")
         model = interir.load_pretrained(ckpt)
     t0 = time.perf_counter()
     img = load_image(args.input)
