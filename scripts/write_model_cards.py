@@ -1,10 +1,20 @@
-"""Write checkpoints/<name>/MODEL_CARD.md from the run logs and eval.json of both twins.
+"""Write checkpoints/<name>/MODEL_CARD.md from a checkpoint's eval.json, its config and its run log.
 
-    python scripts/write_model_cards.py [--runs DIR] checkpoints/interir-tiny checkpoints/interir-tiny-stdconv
+    python scripts/write_model_cards.py [--runs DIR] [--run NAME=DIR] [--config NAME=FILE] CHECKPOINT...
+    python scripts/write_model_cards.py --runs RUNS checkpoints/interir-tiny checkpoints/interir-tiny-stdconv
 
-The run of each checkpoint is ``DIR/<train.name of its config.json>`` (default DIR: runs/), its
-config ``configs/<train.name>.yaml``; the log of an earlier stage it was warm-started from is kept
-beside the weights as ``training_log_session2.csv``.
+The run of each checkpoint is ``DIR/<train.name of its config.json>`` (default DIR: runs/;
+``--run NAME=DIR`` points one run elsewhere), its config ``configs/<train.name>.yaml``
+(``--config NAME=FILE``). A checkpoint's standard-conv twin is ``<name>-stdconv`` (and the twin
+of ``X-stdconv`` is ``X``), among the arguments or beside it on disk, evaluated together with it
+(its ΔPSNR in eval.json); without one, the comparison sections say that no twin has been trained.
+
+Training lineage: the session-2/3 pair keeps the log of its first stage beside the weights as
+``training_log_session2.csv`` (and the layout its cards were published with). Every other
+checkpoint gets ``lineage.json`` beside the weights, written here: a warm start from another
+checkpoint (``train.init_weights``) makes that checkpoint's own training stage 1 (its card is
+cited) and this run stage 2; a later warm restart from the checkpoint's own committed weights
+adds a stage, and the earlier run's log is kept as ``training_log_stage<k>.csv``.
 """
 from __future__ import annotations
 
@@ -16,7 +26,10 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import interir.weights as weights_mod  # noqa: E402
 from benchmarks.complexity import count  # noqa: E402
+from interir.config import load_config  # noqa: E402
+from interir.errors import InterIRError  # noqa: E402
 from interir.eval import (INTERVENTION_LABELS, NEGLIGIBLE_CHANGE, NEGLIGIBLE_DB,  # noqa: E402
                           combo_label, interventions_markdown)
 
@@ -80,6 +93,22 @@ def schedule(info: dict) -> str:
     return f"{done:,} of a {planned:,}-iteration cosine schedule, stopped there to fit the session"
 
 
+def ds_weights(cfg_path: str) -> list[float] | None:
+    """The n + 1 deep-supervision weights of a training config (normalised), or None."""
+    try:
+        return load_config(cfg_path)["train"]["loss"].get("deep_supervision")
+    except InterIRError as exc:
+        sys.exit(str(exc))
+
+
+def ds_text(cfg_path: str) -> str:
+    """The deep-supervision spec as written and the weights it gives, k = 0..n."""
+    spec = yaml.safe_load(open(cfg_path))["train"]["loss"]["deep_supervision"]
+    w = ds_weights(cfg_path)
+    name = f"`{spec}`: " if isinstance(spec, str) else ""
+    return f"{name}weights {', '.join(f'{x:.3f}' for x in w)} on the early exits k = 0..{len(w) - 1}"
+
+
 def recipe(cfg_path: str) -> str:
     """One line of the training recipe from the YAML config."""
     c = yaml.safe_load(open(cfg_path))
@@ -87,7 +116,7 @@ def recipe(cfg_path: str) -> str:
     o = t["optimizer"]
     parts = [f"{o['type']} β {tuple(o.get('betas', (0.9, 0.999)))}, lr {o['lr']:g} cosine to "
              f"{t['scheduler'].get('eta_min', 0):g}", f"batch {d['batch_size']} × {d['patch_size']}²",
-             "L1 + 0.1·FFT (Eq. 2)" + (f", deep supervision {t['loss']['deep_supervision']}"
+             "L1 + 0.1·FFT (Eq. 2)" + (f", deep supervision {ds_text(cfg_path)}"
                                        if t["loss"].get("deep_supervision") else ""),
              f"grad clip {t.get('grad_clip')}", f"seed {c['seed']}"]
     if t.get("init_weights"):
@@ -95,8 +124,8 @@ def recipe(cfg_path: str) -> str:
     return ", ".join(parts)
 
 
-def lineage(ck: Path, info: dict) -> str:
-    """How these weights came to be, stage by stage."""
+def legacy_lineage(ck: Path, info: dict) -> str:
+    """How the session-2/3 pair came to be: stage 1 from its committed log, stage 2 this run."""
     first = stage1_info(ck)
     if first is None:
         return ""
@@ -249,95 +278,221 @@ modulation off; `W_b = W / K²`), *Λ = 0* zeroes the multiplier of Eq. 11 and e
 """
 
 
-def card(ck: Path, res: dict, twin: Path, twin_res: dict, info: dict, cfg_path: str) -> str:
-    cfg = json.loads((ck / "config.json").read_text())["model"]
-    cx = count(cfg["preset"], 256, **{k: v for k, v in cfg.items() if k not in ("preset",)})
+# ----------------------------------------------------------------------------- lineage
+LEGACY_LOG = "training_log_session2.csv"  # the session-2/3 pair's first stage (legacy layout)
+LINEAGE = "lineage.json"
+
+
+def is_legacy(ck: Path) -> bool:
+    """The session-2/3 pair: its cards keep the layout they were published with."""
+    return (ck / LEGACY_LOG).is_file()
+
+
+def run_id(run_dir: Path) -> str:
+    """The first data row of a run's log.csv: tells one run from another (a resumed run keeps it)."""
+    with open(run_dir / "log.csv") as fh:
+        fh.readline()
+        return fh.readline().strip()
+
+
+def stage_record(info: dict, cfg_path: str, init: str | None, run_dir: Path) -> dict:
+    """This run as a stage of the lineage (lineage.json)."""
+    return {"run": info["name"], "config": cfg_path, "init_weights": init, "iterations": info["iterations"],
+            "wall_s": info["wall_s"], "best_val_psnr": info["best_val_psnr"], "best_iter": info["best_iter"],
+            "log": "training_log.csv", "run_id": run_id(run_dir)}
+
+
+def origin_record(init: str) -> dict:
+    """Stage 1 of a warm start from another checkpoint: that checkpoint's own training."""
+    path = Path(init)
+    rec: dict = {"checkpoint": init, "card": f"{init}/MODEL_CARD.md", "run": None, "iter": None, "val_psnr": None,
+                 "test_psnr": None, "test_data": None}
+    if (path / "config.json").is_file():
+        train = json.loads((path / "config.json").read_text()).get("train", {})
+        rec.update(run=train.get("name"), iter=train.get("iter"), val_psnr=train.get("val", {}).get("psnr"))
+    if (path / "eval.json").is_file():
+        ev = json.loads((path / "eval.json").read_text())
+        rec.update(test_psnr=ev["average"]["psnr"], test_data=[ev["meta"].get("data"), ev["meta"].get("n_images")])
+    return rec
+
+
+def lineage_stages(ck: Path, current: dict) -> list[dict]:
+    """Every stage that led to these weights, oldest first; the last one is this run. Renames the
+    log of an earlier run of this checkpoint (a warm restart from its own weights) to
+    ``training_log_stage<k>.csv``."""
+    init = current["init_weights"]
+    if not init:
+        return [current]
+    if Path(init).name != ck.name:  # warm start from another checkpoint
+        return [origin_record(init), current]
+    prev = json.loads((ck / LINEAGE).read_text())["stages"] if (ck / LINEAGE).is_file() else []
+    earlier = [s for s in prev if s.get("run_id") != current["run_id"]]
+    if not any(s.get("run_id") for s in earlier):
+        sys.exit(f"{ck}: this run is a warm restart from {init} itself, but {ck / LINEAGE} records no "
+                 "earlier run: write the card of the earlier run first")
+    for k, stage in enumerate(earlier, 1):
+        if stage.get("log") == "training_log.csv":
+            stage["log"] = f"training_log_stage{k}.csv"
+            (ck / "training_log.csv").rename(ck / stage["log"])
+    return earlier + [current]
+
+
+def _stage_row(k: int, stage: dict, ck: Path) -> str:
+    if "checkpoint" in stage:  # the checkpoint a warm start began from
+        name = Path(stage["checkpoint"]).name
+        val = (f"{stage['val_psnr']:.2f} dB (its weights, after {stage['iter']:,} iterations of its last run"
+               f" `{stage['run']}`)" if stage["val_psnr"] is not None else "see its card")
+        return (f"| {k}. `{name}`'s own training: see `{stage['card']}` | — | see its card | see its card "
+                f"| {val} |")
+    init = stage["init_weights"]
+    how = ("from scratch" if not init else f"warm restart from the committed `{init}`" if Path(init).name == ck.name
+           else f"warm start from `{init}` (tensors of the same name and shape copied, the rest fresh)")
+    return (f"| {k}. `{stage['run']}`, {how} | `{stage['config']}` | {stage['iterations']:,} | "
+            f"{stage['wall_s'] / 60:.0f} min | {stage['best_val_psnr']:.2f} dB @ {stage['best_iter']:,} |")
+
+
+def lineage(ck: Path, info: dict, stages: list[dict], res: dict) -> str:
+    """The lineage table of a checkpoint: legacy (session-2/3 pair) or from lineage.json's stages."""
+    if is_legacy(ck):
+        return legacy_lineage(ck, info)
+    if len(stages) == 1:
+        return "\nTrained from scratch in one run (the table above); log: `training_log.csv` beside the weights.\n"
+    rows = "\n".join(_stage_row(k, st, ck) for k, st in enumerate(stages, 1))
+    logs = ", ".join(f"`{st['log']}` (stage {k})" for k, st in enumerate(stages, 1) if st.get("log"))
+    text = f"""
+Training lineage:
+
+| stage | config | iterations | wall time | best validation PSNR |
+|---|---|---:|---:|---:|
+{rows}
+
+Logs: {logs} beside the weights.
+"""
+    origin = stages[0]
+    if "checkpoint" in origin and origin["test_psnr"] is not None and \
+            origin["test_data"] == [res["meta"].get("data"), res["meta"].get("n_images")]:
+        d = res["average"]["psnr"] - origin["test_psnr"]
+        text += (f"\nOn the same test set (below) `{Path(origin['checkpoint']).name}` scores "
+                 f"{origin['test_psnr']:.2f} dB on average (its eval.json), this checkpoint "
+                 f"{res['average']['psnr']:.2f} dB ({d:+.2f} dB).\n")
+    return text
+
+
+# ----------------------------------------------------------------------------- twin
+TWIN_SUFFIX = "-stdconv"
+
+
+def twin_name(name: str) -> str:
+    return name[: -len(TWIN_SUFFIX)] if name.endswith(TWIN_SUFFIX) else name + TWIN_SUFFIX
+
+
+def find_twin(ck: Path, cks: list[Path]) -> Path | None:
+    """``<name>-stdconv`` (or ``X`` for ``X-stdconv``) among the arguments, else beside ``ck``."""
+    want = twin_name(ck.name)
+    for other in cks:
+        if other.name == want:
+            return other
+    beside = ck.with_name(want)
+    return beside if (beside / "config.json").is_file() else None
+
+
+def twin_results(ck: Path, res: dict, twin: Path, results: dict[Path, dict]) -> dict:
+    """The twin's eval.json; the pair must have been evaluated together (ΔPSNR in eval.json)."""
+    if twin in results:
+        twin_res = results[twin]
+    elif (twin / "eval.json").is_file():
+        twin_res = json.loads((twin / "eval.json").read_text())
+    else:
+        sys.exit(f"{twin}: the twin of {ck} has no eval.json; evaluate the pair together: "
+                 f"scripts/evaluate_checkpoints.py --data DATA {ck} {twin}")
+    if twin.name not in res.get("delta_psnr_vs", {}):
+        sys.exit(f"{ck}/eval.json: no ΔPSNR against its twin {twin.name}; evaluate the pair together: "
+                 f"scripts/evaluate_checkpoints.py --data DATA {ck} {twin}")
+    return twin_res
+
+
+# ----------------------------------------------------------------------------- card sections
+def role(ck: Path, cfg: dict, twin: Path | None) -> str:
+    """The sentence after "This is": the default checkpoint (from interir.weights), or not."""
+    default = weights_mod.DEFAULT_CHECKPOINT
+    if cfg["conv_type"] == "standard":
+        if twin is not None:
+            return (f"the ablation twin of `{twin.name}`: same code, budget, seed and data with "
+                    "`conv_type: standard`")
+        return (f"a standard-convolution model (`conv_type: standard`), not the default checkpoint "
+                f"(`checkpoints/{default}`)")
+    if ck.name == default:
+        return "the checkpoint the InterIR Explorer app and `interir restore` use by default"
+    return (f"not the checkpoint the InterIR Explorer app and `interir restore` use by default (that is "
+            f"`checkpoints/{default}`); `--weights {ck.as_posix()}` or `INTERIR_WEIGHTS` selects it")
+
+
+def model_rows(ck: Path, cfg: dict, cfg_path: str) -> str:
+    """The Model table rows beyond the published layout: steps on the slider, Norm, deep supervision."""
+    if is_legacy(ck):
+        return ""
+    n = cfg["n_blocks"]
+    norm = cfg.get("norm_scale", "unit")
+    norm_text = ("`learned`: Frobenius normalisation times a learned per-channel gain ρ (init 1), "
+                 "`A = ρ·M/‖M‖`, so that `A·I·B` can match the scale of z and the data term can descend"
+                 if norm == "learned" else "`unit`: Frobenius normalisation per channel (the paper's Norm)")
+    w = ds_weights(cfg_path)
+    ds = (f"on every early exit, {ds_text(cfg_path)}" if w is not None
+          else "none: the loss is on the final output only (the paper's)")
+    return (f"| iterations in the explorer | n + 1 = {n + 1} steps on the slider, k = 0..{n} |\n"
+            f"| Norm (Eqs. 11, 13) | {norm_text} |\n"
+            f"| deep supervision | {ds} |\n")
+
+
+def steps_section(ck: Path, res: dict, n: int) -> str:
+    """The per-iteration summary for the slider (eval.json "iterations") and the brightness bias."""
+    if is_legacy(ck):
+        return ""
+    head = f"\n### Step by step: the n + 1 = {n + 1} iterations on the explorer's slider\n"
+    it = res.get("iterations")
+    if it is None:
+        text = ("Not measured yet: `scripts/evaluate_checkpoints.py --iterations` adds the per-iteration "
+                "numbers to eval.json.")
+    else:
+        a = it["all_pairs"]
+        tol = it.get("tolerance_db", 0.05)
+        text = (f"Over the {a['n']} test pairs the early-exit PSNR is non-decreasing over k (no iteration "
+                f"loses more than {tol:g} dB) on {100 * a['psnr_non_decreasing']:.0f} % of the pairs, and the "
+                f"relative data residual ‖A_k I_(k+1) B_k − z‖ / ‖z‖ decreases at every iteration on "
+                f"{100 * a['residual_decreasing']:.0f} %. Mean early-exit PSNR over k = 0..{n}: "
+                + " → ".join(f"{v:.2f}" for v in a["psnr"]) + " dB; mean residual: "
+                + " → ".join(f"{v:.3f}" for v in a["residual"]) + " (per combination: the table above).")
+    b = res.get("brightness", {}).get("model")
+    if b is not None:
+        worst = max(b["combos"], key=lambda c: abs(b["combos"][c]["bias"]))
+        text += (f"\n\nBrightness bias mean(output) − mean(target): {b['average']['bias']:+.2f}/255 on average "
+                 f"(signed; mean of the per-image absolute value {b['average']['abs_bias']:.2f}/255); the "
+                 f"largest signed bias is {b['combos'][worst]['bias']:+.2f}/255 on {combo_label(worst)}.")
+    return head + text + "\n"
+
+
+def twin_section(ck: Path, res: dict, twin: Path | None, combos: list[str]) -> str:
+    """ΔPSNR against the standard-conv twin and the ablation, or a plain 'no twin yet'."""
+    if twin is None:
+        return (f"""
+### Explainable vs standard convolution
+No standard-conv twin trained yet: `{twin_name(ck.name)}` (the same recipe with the other
+`conv_type`) does not exist, so there is no ΔPSNR, no ablation and no twin row below. The paper
+reports +0.72 dB for the explainable convolution at full scale (Table 4).
+""")
     delta = res["delta_psnr_vs"][twin.name]
-    combos = list(res["combos"])
     dl = " | ".join(f"{delta[c]:+.2f}" for c in combos) + f" | {delta['average']:+.2f}"
-    knn, knn_t = res["embedding_knn"], twin_res["embedding_knn"]
-    inp = res["input"]
-    cls = res["classical"]
-    gain = res["average"]["psnr"] - inp["average"]["psnr"]
-    beats_cls = [c for c in combos if res["combos"][c]["psnr"] > cls["combos"][c]["psnr"]]
-    curve = ", ".join(f"{i}: {p:.2f}" for i, p in info["val_curve"])
-    explain = cfg["conv_type"] != "standard"
-    return f"""# {ck.name}
-
-InterIR ({'explainable' if explain else 'standard'} convolution), `tiny` preset, trained for
-multi-degradation restoration (haze + rain + noise, all seven combinations). This is
-{'the checkpoint the InterIR Explorer app and `interir restore` use by default' if explain else
-'the ablation twin of `interir-tiny`: same code, budget, seed and data with `conv_type: standard`'}.
-
-## Model
-| | |
-|---|---|
-| preset | `{cfg['preset']}`: n = {cfg['n_blocks']} IPBlocks, C = {cfg['channels']}, K = {cfg['kernel_size']} |
-| conv type / F form | `{cfg['conv_type']}` / `{cfg['f_form']}` (Eq. 31 with Wκ) |
-| parameters | {cx['params']:,} |
-| multiply-adds at 256² | {cx['macs'] / 1e9:.2f} G |
-| files | `config.json`, `model.safetensors` ({(ck / 'model.safetensors').stat().st_size / 1e6:.2f} MB) |
-
-How the paper's operators are read (see docs/design.md and the comments in `interir/model/`):
-{INTERPRETATION}
-
-## Data
-`../shared/data/bsd400` (BSDS500 train+test, 400 clean photos; not redistributed here), split by
-`configs/splits/` into 340 training, 20 validation and 40 test photos (the test photos are
-never trained or validated on). Training pairs are synthesised on the fly (`interir.data.degrade`):
-each sample takes one of the 7 combinations uniformly, active levels uniform in haze [0, 150],
-rain [0, 300], noise σ [0, 50], random 96² crops and flips. Haze: atmospheric scattering over a
-smooth depth proxy with a light-grey to white airlight (0.5–1); rain: a veil that thickens with
-heavy rain plus three layers of motion-blurred, semi-transparent streaks at jittered angles;
-noise: Gaussian (`docs/degradations.png`). Validation: 5 pairs per combination
-from the validation photos; test: `interir make-testset --per-combo 40 --seed 2 --size 256` on the
-40 test photos (280 pairs), built by `scripts/prepare_data.sh`.
-
-## Training
-| | |
-|---|---|
-| config | `{cfg_path}` ({recipe(cfg_path)}) |
-| command | `scripts/prepare_data.sh && OMP_NUM_THREADS=1 interir train --config {cfg_path} --run-dir RUNS/{info['name']}` |
-| iterations | {schedule(info)}, both twins alike; best validation PSNR {info['best_val_psnr']:.2f} dB at iteration {info['best_iter']:,}: this checkpoint is that one |
-| wall time | {info['wall_s'] / 60:.0f} min |
-| hardware | 2-core x86-64 CPU shared with its twin's run (one thread each) and other work; no GPU |
-| validation PSNR by iteration | {curve} |
-
-{lineage(ck, info)}
-The paper trains its 16-block model for 400k iterations of 32 × 256² on a GPU; this is a
-small CPU budget, so absolute numbers are far below the paper's Table 1 and are not comparable
-with it (different data, degradation synthesis and scale).
-
-## Evaluation on the held-out test set (280 pairs, 256²)
-{table(res)}
-
-Output gain over the degraded input: {gain:+.2f} dB on average; better than the classical
-pipeline on {len(beats_cls)} of {len(combos)} combinations{'' if len(beats_cls) == len(combos) else ' (not on: ' + ', '.join(combo_label(c) for c in combos if c not in beats_cls) + ')'}.
-
+    return f"""
 ### Explainable vs standard convolution (ΔPSNR = this model − `{twin.name}`, dB)
 | {' | '.join(combo_label(c) for c in combos)} | Average |
 |{'|'.join([':---:'] * (len(combos) + 1))}|
 | {dl} |
 
 The paper reports +0.72 dB for the explainable convolution at full scale (Table 4).
-{ablation_section(sorted([ck.name, twin.name]))}
-{interventions_section(res)}
-### Degradation embedding → combination (the paper's Fig. 6 claim, as a number)
-A 5-nearest-neighbour classifier on standardised `trace(...).embedding` vectors, 5-fold
-cross-validation grouped by source photo, predicting which of the 7 combinations an image has
-(chance {knn['chance']:.3f}):
+{ablation_section(sorted([ck.name, twin.name]))}"""
 
-| model | k-NN accuracy |
-|---|:---:|
-| {ck.name} | {knn['accuracy']:.3f} ± {knn['accuracy_std']:.3f} |
-| {twin.name} | {knn_t['accuracy']:.3f} ± {knn_t['accuracy_std']:.3f} |
 
-## Limitations
-{limitations(res, combos, gain, beats_cls)}
-Trained on synthetic degradations of 340 natural photos at small scale; real rain, haze and
-sensor noise differ. Images are processed at full resolution; the A/B matrices grow with the
-image side (memory and time grow with h³ + w³ per channel), so the app downscales above 1024 px.
-
+HISTORY = """
 ## History
 Session 2 trained this checkpoint from scratch (8,000 iterations, the first synthesis: additive
 rain streaks clipped at 1, airlight 0.8–1); on that synthesis's test set `interir-tiny` scored
@@ -352,30 +507,166 @@ and noise-only, below the classical pipeline on R + N and N, ΔPSNR explain − 
 k-NN accuracy 0.264 for both. C = 16 squeezes the 48 values of each 4×4 PixelUnshuffle cell
 into 16 channels, so per-pixel detail such as noise could not be represented; `tiny` is now
 n = 2 at the paper's C = 48.
+"""
 
+DATA = """## Data
+`../shared/data/bsd400` (BSDS500 train+test, 400 clean photos; not redistributed here), split by
+`configs/splits/` into 340 training, 20 validation and 40 test photos (the test photos are
+never trained or validated on). Training pairs are synthesised on the fly (`interir.data.degrade`):
+each sample takes one of the 7 combinations uniformly, active levels uniform in haze [0, 150],
+rain [0, 300], noise σ [0, 50], random 96² crops and flips. Haze: atmospheric scattering over a
+smooth depth proxy with a light-grey to white airlight (0.5–1); rain: a veil that thickens with
+heavy rain plus three layers of motion-blurred, semi-transparent streaks at jittered angles;
+noise: Gaussian (`docs/degradations.png`). Validation: 5 pairs per combination
+from the validation photos; test: `interir make-testset --per-combo 40 --seed 2 --size 256` on the
+40 test photos (280 pairs), built by `scripts/prepare_data.sh`."""
+
+
+def training_section(ck: Path, info: dict, cfg_path: str, twin: Path | None, lineage_md: str) -> str:
+    curve = ", ".join(f"{i}: {p:.2f}" for i, p in info["val_curve"])
+    alike = ", both twins alike" if twin is not None else ""
+    hardware = ("2-core x86-64 CPU shared with its twin's run (one thread each) and other work; no GPU"
+                if twin is not None else "one thread of a 2-core x86-64 CPU shared with other work; no GPU")
+    return f"""## Training
+| | |
+|---|---|
+| config | `{cfg_path}` ({recipe(cfg_path)}) |
+| command | `scripts/prepare_data.sh && OMP_NUM_THREADS=1 interir train --config {cfg_path} --run-dir RUNS/{info['name']}` |
+| iterations | {schedule(info)}{alike}; best validation PSNR {info['best_val_psnr']:.2f} dB at iteration {info['best_iter']:,}: this checkpoint is that one |
+| wall time | {info['wall_s'] / 60:.0f} min |
+| hardware | {hardware} |
+| validation PSNR by iteration | {curve} |
+
+{lineage_md}
+The paper trains its 16-block model for 400k iterations of 32 × 256² on a GPU; this is a
+small CPU budget, so absolute numbers are far below the paper's Table 1 and are not comparable
+with it (different data, degradation synthesis and scale)."""
+
+
+def knn_section(ck: Path, res: dict, twin: Path | None, twin_res: dict | None) -> str:
+    knn = res["embedding_knn"]
+    rows = f"| {ck.name} | {knn['accuracy']:.3f} ± {knn['accuracy_std']:.3f} |"
+    if twin is not None:
+        knn_t = twin_res["embedding_knn"]
+        rows += f"\n| {twin.name} | {knn_t['accuracy']:.3f} ± {knn_t['accuracy_std']:.3f} |"
+    return f"""### Degradation embedding → combination (the paper's Fig. 6 claim, as a number)
+A 5-nearest-neighbour classifier on standardised `trace(...).embedding` vectors, 5-fold
+cross-validation grouped by source photo, predicting which of the 7 combinations an image has
+(chance {knn['chance']:.3f}):
+
+| model | k-NN accuracy |
+|---|:---:|
+{rows}"""
+
+
+def card(ck: Path, res: dict, twin: Path | None, twin_res: dict | None, info: dict, cfg_path: str,
+         stages: list[dict]) -> str:
+    """The whole MODEL_CARD.md of one checkpoint."""
+    cfg = json.loads((ck / "config.json").read_text())["model"]
+    cx = count(cfg["preset"], 256, **{k: v for k, v in cfg.items() if k not in ("preset",)})
+    combos = list(res["combos"])
+    inp = res["input"]
+    cls = res["classical"]
+    gain = res["average"]["psnr"] - inp["average"]["psnr"]
+    beats_cls = [c for c in combos if res["combos"][c]["psnr"] > cls["combos"][c]["psnr"]]
+    explain = cfg["conv_type"] != "standard"
+    return f"""# {ck.name}
+
+InterIR ({'explainable' if explain else 'standard'} convolution), `tiny` preset, trained for
+multi-degradation restoration (haze + rain + noise, all seven combinations). This is
+{role(ck, cfg, twin)}.
+
+## Model
+| | |
+|---|---|
+| preset | `{cfg['preset']}`: n = {cfg['n_blocks']} IPBlocks, C = {cfg['channels']}, K = {cfg['kernel_size']} |
+| conv type / F form | `{cfg['conv_type']}` / `{cfg['f_form']}` (Eq. 31 with Wκ) |
+| parameters | {cx['params']:,} |
+| multiply-adds at 256² | {cx['macs'] / 1e9:.2f} G |
+| files | `config.json`, `model.safetensors` ({(ck / 'model.safetensors').stat().st_size / 1e6:.2f} MB) |
+{model_rows(ck, cfg, cfg_path)}
+How the paper's operators are read (see docs/design.md and the comments in `interir/model/`):
+{INTERPRETATION}
+
+{DATA}
+
+{training_section(ck, info, cfg_path, twin, lineage(ck, info, stages, res))}
+
+## Evaluation on the held-out test set (280 pairs, 256²)
+{table(res)}
+
+Output gain over the degraded input: {gain:+.2f} dB on average; better than the classical
+pipeline on {len(beats_cls)} of {len(combos)} combinations{'' if len(beats_cls) == len(combos) else ' (not on: ' + ', '.join(combo_label(c) for c in combos if c not in beats_cls) + ')'}.
+{steps_section(ck, res, cfg['n_blocks'])}{twin_section(ck, res, twin, combos)}
+{interventions_section(res)}
+{knn_section(ck, res, twin, twin_res)}
+
+## Limitations
+{limitations(res, combos, gain, beats_cls)}
+Trained on synthetic degradations of 340 natural photos at small scale; real rain, haze and
+sensor noise differ. Images are processed at full resolution; the A/B matrices grow with the
+image side (memory and time grow with h³ + w³ per channel), so the app downscales above 1024 px.
+{HISTORY if is_legacy(ck) else ''}
 ## License
 Code and weights: MIT. Training photos: BSDS500 (Berkeley Segmentation Dataset), used for
 research; they are not redistributed.
 """
 
 
-def main() -> None:
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            sys.exit(f"{flag}: expected NAME=PATH, got {item!r}")
+        out[name] = value
+    return out
+
+
+def write_one(ck: Path, cks: list[Path], results: dict[Path, dict], args) -> None:
+    """Write one checkpoint's card, its training log and (new layout) lineage.json."""
+    res = results[ck]
+    twin = find_twin(ck, cks)
+    twin_res = twin_results(ck, res, twin, results) if twin is not None else None
+    train = json.loads((ck / "config.json").read_text())["train"]
+    name = train["name"]
+    run_dir = Path(args.run.get(name) or Path(args.runs) / name)
+    cfg_path = args.config.get(name, f"configs/{name}.yaml")
+    for path, what in ((run_dir / "log.csv", "--run"), (Path(cfg_path), "--config")):
+        if not path.is_file():
+            sys.exit(f"{ck}: {path} not found (train.name {name!r}; point {what} {name}=... at it)")
+    info = run_info(run_dir) | {"name": name}
+    info["planned"] = int(yaml.safe_load(open(cfg_path))["train"]["total_iter"])
+    stages: list[dict] = []
+    if not is_legacy(ck):
+        init = yaml.safe_load(open(cfg_path))["train"].get("init_weights")
+        stages = lineage_stages(ck, stage_record(info, cfg_path, init, run_dir))
+    (ck / "MODEL_CARD.md").write_text(card(ck, res, twin, twin_res, info, cfg_path, stages))
+    (ck / "training_log.csv").write_text((run_dir / "log.csv").read_text())
+    if stages:
+        (ck / LINEAGE).write_text(json.dumps({"stages": stages}, indent=1, ensure_ascii=False) + "\n")
+    print("wrote", ck / "MODEL_CARD.md")
+
+
+def main(argv: list[str] | None = None) -> None:
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs", help="folder holding the runs (default runs/)")
-    ap.add_argument("checkpoints", nargs=2)
-    args = ap.parse_args()
+    ap.add_argument("--run", action="append", default=[], metavar="NAME=DIR",
+                    help="the run folder of train.name NAME (default RUNS/NAME); repeatable")
+    ap.add_argument("--config", action="append", default=[], metavar="NAME=FILE",
+                    help="the training config of train.name NAME (default configs/NAME.yaml); repeatable")
+    ap.add_argument("checkpoints", nargs="+")
+    args = ap.parse_args(argv)
+    args.run, args.config = _pairs(args.run, "--run"), _pairs(args.config, "--config")
     cks = [Path(p) for p in args.checkpoints]
+    for ck in cks:
+        for f in ("config.json", "model.safetensors", "eval.json", "eval.md"):
+            if not (ck / f).is_file():
+                sys.exit(f"{ck}: no {f} (evaluate it first: scripts/evaluate_checkpoints.py)")
     results = {ck: json.loads((ck / "eval.json").read_text()) | {"_dir": str(ck)} for ck in cks}
     for ck in cks:
-        twin = [c for c in cks if c != ck][0]
-        name = json.loads((ck / "config.json").read_text())["train"]["name"]
-        info = run_info(Path(args.runs) / name) | {"name": name}
-        cfg_path = f"configs/{name}.yaml"
-        info["planned"] = int(yaml.safe_load(open(cfg_path))["train"]["total_iter"])
-        (ck / "MODEL_CARD.md").write_text(card(ck, results[ck], twin, results[twin], info, cfg_path))
-        (ck / "training_log.csv").write_text((Path(args.runs) / name / "log.csv").read_text())
-        print("wrote", ck / "MODEL_CARD.md")
+        write_one(ck, cks, results, args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,226 @@
+"""scripts/write_model_cards.py on tiny random checkpoints with synthetic eval.json / run logs:
+a checkpoint without a twin, a warm-start lineage (and a warm restart from its own weights),
+the default-checkpoint sentence, a twin pair, and one-line errors."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import interir
+import interir.weights as weights_mod
+from interir.data.degrade import COMBOS
+from interir.eval import brightness_markdown, iterations_markdown, to_markdown, to_json
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def cards():
+    spec = importlib.util.spec_from_file_location("write_model_cards", ROOT / "scripts" / "write_model_cards.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def fake_eval(ck: Path, n: int, offset: float, twins: dict[str, float] | None = None) -> dict:
+    """A synthetic eval.json (+ eval.md made by interir.eval's own renderers) for checkpoint ck."""
+    def block(base: float) -> dict:
+        combos = {c: {"psnr": base + i * 0.5, "ssim": 0.5 + i * 0.01, "n": 4} for i, c in enumerate(COMBOS)}
+        return {"combos": combos, "average": {"psnr": base + 1.5, "ssim": 0.53}}
+
+    def bias(b: float) -> dict:
+        combos = {c: {"bias": b * (1 if i % 2 else -1) * (i + 1), "abs_bias": abs(b) * (i + 2), "n": 4}
+                  for i, c in enumerate(COMBOS)}
+        return {"combos": combos, "average": {"bias": b, "abs_bias": abs(b) * 3}}
+
+    psnr = [18.0 + offset + k for k in range(n + 1)]
+    res = block(20.0 + offset) | {
+        "input": block(15.0), "classical": block(17.0),
+        "brightness": {"model": bias(0.7), "input": bias(5.0), "classical": bias(2.0)},
+        "iterations": {"combos": {c: {"n": 4, "psnr": psnr, "residual": [0.5] * (n + 1),
+                                      "psnr_non_decreasing": 0.75, "residual_decreasing": 0.25} for c in COMBOS},
+                       "all_pairs": {"n": 28, "psnr": psnr, "residual": [0.9 - 0.1 * k for k in range(n + 1)],
+                                     "psnr_non_decreasing": 0.75, "residual_decreasing": 0.25},
+                       "tolerance_db": 0.05},
+        "meta": {"weights": str(ck), "data": "testset", "n_images": 28, "y_channel": False, "crop_border": 0},
+        "embedding_knn": {"accuracy": 0.4 + offset / 10, "accuracy_std": 0.05, "chance": 1 / 7}}
+    if twins:
+        res["delta_psnr_vs"] = {name: {c: d for c in COMBOS} | {"average": d} for name, d in twins.items()}
+    (ck / "eval.json").write_text(to_json(res))
+    (ck / "eval.md").write_text(to_markdown(res) + "\n" + brightness_markdown(res) + "\n"
+                                + iterations_markdown(res))
+    return res
+
+
+def make_checkpoint(root: Path, name: str, run: str, n: int = 2, conv_type: str = "explain",
+                    norm_scale: str = "learned") -> Path:
+    torch.manual_seed(0)
+    model = interir.build_model("tiny", n_blocks=n, channels=4, conv_type=conv_type, norm_scale=norm_scale)
+    return interir.save_pretrained(model, root / "checkpoints" / name, extra={"train": {"name": run, "iter": 40, "val": {"psnr": 19.4}}})
+
+
+def make_run(root: Path, run: str, first_time: float = 1.5, iters: int = 40) -> Path:
+    """A run folder as interir train leaves it: log.csv, state.json, best/metrics.json."""
+    d = root / "runs" / run
+    (d / "best").mkdir(parents=True, exist_ok=True)
+    rows = ["kind,iter,loss,l1,fft,lr,time,combo,psnr,ssim,stage"]
+    for i in range(10, iters + 1, 10):
+        rows.append(f"train,{i},0.5,0.1,4.0,0.0003,{first_time * i / 10:.3f},,,,")
+        if i % 20 == 0:
+            rows.append(f"val,{i},,,,,,average,{19 + i / 100:.3f},0.6,")
+    (d / "log.csv").write_text("\n".join(rows) + "\n")
+    (d / "state.json").write_text(json.dumps({"elapsed": first_time * iters / 10 + 60.0}))
+    (d / "best" / "metrics.json").write_text(json.dumps({"iter": iters, "average": {"psnr": 19 + iters / 100}}))
+    return d
+
+
+def make_config(root: Path, run: str, n: int = 2, init: str | None = None, ds: str | None = "linear") -> Path:
+    loss = "{l1: 1.0, fft: 0.1" + (f", deep_supervision: {ds}" if ds else "") + "}"
+    text = f"""name: {run}
+seed: 3
+datasets:
+  train: {{type: synthetic, root: data_local/train_clean, patch_size: 32, batch_size: 2}}
+  val: {{root: data_local/val}}
+network: {{preset: tiny, n_blocks: {n}, channels: 4, norm_scale: learned}}
+train:
+  optimizer: {{type: Adam, lr: 3.0e-4}}
+  scheduler: {{type: CosineAnnealingLR, eta_min: 1.0e-7}}
+  total_iter: 40
+  loss: {loss}
+  grad_clip: 1.0
+{f'  init_weights: {init}' if init else ''}
+val: {{every: 20}}
+logger: {{print_every: 10, tensorboard: false, csv: true}}
+checkpoint: {{every: 20, dir: runs/{run}}}
+"""
+    path = root / "configs" / f"{run}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def write(cards, root: Path, *cks: Path, runs: dict[str, Path] | None = None) -> None:
+    args = ["--runs", str(root / "runs")]
+    for run in runs or {}:
+        args += ["--config", f"{run}={root / 'configs' / (run + '.yaml')}"]
+    cards.main(args + [str(c) for c in cks])
+
+
+def test_checkpoint_without_twin_has_no_twin_numbers(cards, tmp_path):
+    ck = make_checkpoint(tmp_path, "deep", "deep-run", n=2)
+    fake_eval(ck, 2, 1.0)
+    make_run(tmp_path, "deep-run")
+    make_config(tmp_path, "deep-run", n=2)
+    write(cards, tmp_path, ck, runs={"deep-run": None})
+    text = (ck / "MODEL_CARD.md").read_text()
+    assert "No standard-conv twin trained yet" in text and "`deep-stdconv`" in text
+    assert "ΔPSNR = this model" not in text and "both twins alike" not in text
+    assert text.count("| deep | 0.500 ± 0.050 |") == 1 and "-stdconv |" not in text  # one k-NN row
+    assert "n + 1 = 3 steps on the slider, k = 0..2" in text
+    assert "| Norm (Eqs. 11, 13) | `learned`" in text
+    assert "`linear`: weights 0.167, 0.333, 0.500 on the early exits k = 0..2" in text  # ∝ k + 1
+    assert "non-decreasing over k" in text and "on 75 % of the pairs" in text and "on 25 %." in text
+    assert "0.900 → 0.800 → 0.700" in text
+    assert "Brightness bias mean(output) − mean(target): +0.70/255 on average" in text
+    assert "Trained from scratch in one run" in text and "## History" not in text
+    assert (ck / "training_log.csv").read_text() == (tmp_path / "runs/deep-run/log.csv").read_text()
+    stages = json.loads((ck / "lineage.json").read_text())["stages"]
+    assert len(stages) == 1 and stages[0]["run"] == "deep-run" and stages[0]["init_weights"] is None
+
+
+def test_warm_start_lineage_then_a_warm_restart_from_its_own_weights(cards, tmp_path):
+    origin = make_checkpoint(tmp_path, "small", "small-run", n=1, norm_scale="unit")
+    fake_eval(origin, 1, 0.0)
+    ck = make_checkpoint(tmp_path, "deep", "deep-run", n=2)
+    fake_eval(ck, 2, 1.0)
+    make_run(tmp_path, "deep-run", iters=40)
+    make_config(tmp_path, "deep-run", init=str(origin))
+    write(cards, tmp_path, ck, runs={"deep-run": None})
+    text = (ck / "MODEL_CARD.md").read_text()
+    assert f"| 1. `small`'s own training: see `{origin}/MODEL_CARD.md` |" in text
+    assert "| 19.40 dB (its weights, after 40 iterations of its last run `small-run`) |" in text
+    assert f"| 2. `deep-run`, warm start from `{origin}`" in text and "| 40 | 1 min | 19.40 dB @ 40 |" in text
+    assert "`small` scores 21.50 dB on average (its eval.json), this checkpoint 22.50 dB (+1.00 dB)" in text
+
+    # a later session: a new run warm-restarted from the committed weights of this checkpoint
+    first_log = (ck / "training_log.csv").read_text()
+    make_run(tmp_path, "deep-run", first_time=2.5, iters=60)  # a new run: other first log row
+    make_config(tmp_path, "deep-run", init=str(ck))
+    write(cards, tmp_path, ck, runs={"deep-run": None})
+    text = (ck / "MODEL_CARD.md").read_text()
+    assert f"| 3. `deep-run`, warm restart from the committed `{ck}` |" in text and "| 60 |" in text
+    assert "| 1. `small`'s own training" in text and "| 2. `deep-run`, warm start from" in text
+    assert "`training_log_stage2.csv` (stage 2), `training_log.csv` (stage 3)" in text
+    assert (ck / "training_log_stage2.csv").read_text() == first_log
+    assert (ck / "training_log.csv").read_text() == (tmp_path / "runs/deep-run/log.csv").read_text()
+    lineage = (ck / "lineage.json").read_text()
+    write(cards, tmp_path, ck, runs={"deep-run": None})  # the same inputs again: nothing moves
+    assert (ck / "MODEL_CARD.md").read_text() == text and (ck / "lineage.json").read_text() == lineage
+
+
+def test_warm_restart_without_a_recorded_earlier_run_is_a_one_line_error(cards, tmp_path):
+    ck = make_checkpoint(tmp_path, "deep", "deep-run")
+    fake_eval(ck, 2, 1.0)
+    make_run(tmp_path, "deep-run")
+    make_config(tmp_path, "deep-run", init=str(ck))
+    with pytest.raises(SystemExit, match="records no earlier run"):
+        write(cards, tmp_path, ck, runs={"deep-run": None})
+
+
+def test_default_sentence_follows_the_constant(cards, tmp_path, monkeypatch):
+    ck = make_checkpoint(tmp_path, "deep", "deep-run")
+    fake_eval(ck, 2, 1.0)
+    make_run(tmp_path, "deep-run")
+    make_config(tmp_path, "deep-run", ds=None)
+    write(cards, tmp_path, ck, runs={"deep-run": None})
+    text = (ck / "MODEL_CARD.md").read_text()
+    assert ("This is\nnot the checkpoint the InterIR Explorer app and `interir restore` use by default "
+            f"(that is `checkpoints/{weights_mod.DEFAULT_CHECKPOINT}`)") in text
+    assert "| deep supervision | none" in text
+    monkeypatch.setattr(weights_mod, "DEFAULT_CHECKPOINT", "deep")
+    write(cards, tmp_path, ck, runs={"deep-run": None})
+    text = (ck / "MODEL_CARD.md").read_text()
+    assert "This is\nthe checkpoint the InterIR Explorer app and `interir restore` use by default.\n" in text
+
+
+def test_twin_pair_and_a_twin_found_on_disk(cards, tmp_path):
+    ck = make_checkpoint(tmp_path, "m", "m-run")
+    twin = make_checkpoint(tmp_path, "m-stdconv", "m-stdconv-run", conv_type="standard")
+    fake_eval(ck, 2, 1.0, twins={"m-stdconv": 0.25})
+    fake_eval(twin, 2, 0.5, twins={"m": -0.25})
+    for run in ("m-run", "m-stdconv-run"):
+        make_run(tmp_path, run)
+        make_config(tmp_path, run)
+    runs = {"m-run": None, "m-stdconv-run": None}
+    write(cards, tmp_path, ck, twin, runs=runs)
+    text = (ck / "MODEL_CARD.md").read_text()
+    assert "ΔPSNR = this model − `m-stdconv`" in text and "| +0.25 | +0.25 |" in text
+    assert "| m-stdconv | 0.450 ± 0.050 |" in text and "No standard-conv twin" not in text
+    assert "both twins alike" in text
+    twin_text = (twin / "MODEL_CARD.md").read_text()
+    assert "the ablation twin of `m`" in twin_text and "| -0.25 |" in twin_text
+    write(cards, tmp_path, ck, runs=runs)  # the twin beside it on disk, not among the arguments
+    assert (ck / "MODEL_CARD.md").read_text() == text
+    data = json.loads((ck / "eval.json").read_text())
+    del data["delta_psnr_vs"]
+    (ck / "eval.json").write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match="no ΔPSNR against its twin m-stdconv; evaluate the pair together"):
+        write(cards, tmp_path, ck, runs=runs)
+
+
+def test_run_folder_override_and_missing_run(cards, tmp_path):
+    ck = make_checkpoint(tmp_path, "deep", "sweep")
+    fake_eval(ck, 2, 1.0)
+    make_config(tmp_path, "sweep")
+    with pytest.raises(SystemExit, match=r"log.csv not found \(train.name 'sweep'; point --run sweep="):
+        write(cards, tmp_path, ck, runs={"sweep": None})
+    elsewhere = make_run(tmp_path / "other", "anything")
+    cards.main(["--run", f"sweep={elsewhere}", "--config", f"sweep={tmp_path / 'configs/sweep.yaml'}", str(ck)])
+    assert (ck / "training_log.csv").read_text() == (elsewhere / "log.csv").read_text()
+    with pytest.raises(SystemExit, match="--run: expected NAME=PATH"):
+        cards.main(["--run", "nonsense", str(ck)])
