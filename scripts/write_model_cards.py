@@ -474,9 +474,10 @@ def steps_section(ck: Path, res: dict, n: int) -> str:
 def twin_section(ck: Path, res: dict, twin: Path | None, combos: list[str]) -> str:
     """ΔPSNR against the standard-conv twin and the ablation, or a plain 'no twin yet'."""
     if twin is None:
+        kind = "explainable" if ck.name.endswith(TWIN_SUFFIX) else "standard-conv"
         return (f"""
 ### Explainable vs standard convolution
-No standard-conv twin trained yet: `{twin_name(ck.name)}` (the same recipe with the other
+No {kind} twin trained yet: `{twin_name(ck.name)}` (the same recipe with the other
 `conv_type`) does not exist, so there is no ΔPSNR, no ablation and no twin row below. The paper
 reports +0.72 dB for the explainable convolution at full scale (Table 4).
 """)
