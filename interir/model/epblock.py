@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .explain_conv import ExplainConv2d
+from .explain_conv import ExplainConv2d, is_channels_last
 
 #: ``explain``: Eqs. 16-20 as printed. ``explain_unit``: the same with the attention rescaled by
 #: K² in Eq. 19 (W_b = W ⊙ K²·A_b), so a uniform attention leaves W unchanged; the same function
@@ -38,10 +38,6 @@ class LayerNorm2d(nn.Module):
         return torch.addcmul(self.bias.view(1, -1, 1, 1), self.normalize(x), self.weight.view(1, -1, 1, 1))
 
 
-def _channels_last(x: torch.Tensor) -> bool:
-    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
 def matmul1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
               channels_last: bool = False) -> torch.Tensor:
     """A 1×1 convolution as one matrix product: ``weight`` (O, C) or per sample (B, O, C).
@@ -53,7 +49,7 @@ def matmul1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     b, c, h, w = x.shape
     if b == 1:
         w2 = weight if weight.dim() == 2 else weight[0]
-        rows = x.permute(0, 2, 3, 1).reshape(h * w, c) if _channels_last(x) else x.reshape(c, h * w).t()
+        rows = x.permute(0, 2, 3, 1).reshape(h * w, c) if is_channels_last(x) else x.reshape(c, h * w).t()
         if channels_last:
             y = torch.mm(rows, w2.t())                                   # (HW, O)
             y = y if bias is None else y.add_(bias)
