@@ -32,6 +32,7 @@ from viz.images import (change_frame, channel_grid, diff_image, heat_overlay, ma
 from viz.plots import (attention_figure, channel_rank_figure, combo_label, embedding_figure, empty_figure,
                        iteration_curves_json, matrices_figure)
 from viz.report import build_report, lambda_basis, write_report
+from viz.viewer import frame_uris, iteration_viewer
 
 from .runtime import ModelHolder, trim_memory
 from .session import (Outputs, Session, downscale, fills, handler, pixel_key, plot_json, pool, read_image,
@@ -45,7 +46,7 @@ SLIDER_WIDTH = 690  # px: the before/after slider's width in the page (app.ui's 
 NO_TRACE = "Restore an image first (upload one, pick an example or use the degradation lab)."
 
 RESTORE_OUT = ("slider", "download", "info_md", "session")
-STEP_OUT = ("img_k", "diff_k", "step_md")  # the curves' k marker moves in the browser (app.ui)
+STEP_OUT = ("img_k", "diff_k", "step_md")  # /step's reply (API only: the page steps in the browser)
 MAT_OUT = ("mat_plot", "lam_grid", "lam_pca", "mat_md")
 MASK_OUT = ("m_group", "m_layer", "m_chan", "m_overlay", "m_att", "m_rank", "m_md")
 EMB_OUT = ("emb_plot", "emb_md", "emb_gallery")
@@ -249,8 +250,8 @@ class Explorer:
                 save_png(session, diff, f"change_{k}_{tag}"))
 
     def _frame(self, ct: CompactTrace, session: Session, k: int) -> tuple[str, str]:
-        """The two PNG paths of iteration k, each encoded once per trace (futures in the session,
-        so :meth:`fill_iterations` can start them all in the background)."""
+        """The two PNG paths of iteration k (for /step), each encoded once per trace (a future in
+        the session, so concurrent requests for one k encode it once)."""
         fut = session.frames.get(k)
         if fut is None:
             fut = session.frames[k] = pool("frames").submit(self._encode_frame, ct, session, k)
@@ -262,32 +263,23 @@ class Explorer:
 
     @handler("step", STEP_OUT)
     def step(self, k: float, session: Session | None) -> Outputs:
-        """The decoded image at iteration k and its change from k − 1."""
+        """The decoded image at iteration k and its change from k − 1 (PNG files), and the step
+        line. The page itself steps in the browser (:meth:`fill_iterations`); this is the API."""
         ct = self._trace(session)
         k = int(np.clip(_int(k or 0, "k"), 0, ct.n_iter - 1))
         img_path, diff_path = self._frame(ct, session, k)
-        _, scale = change_frame(ct, k)
-        last = " (the output)" if k == ct.n_iter - 1 else ""
-        what = ("k = 0 is compared with the input, on its own scale" if k == 0 else
-                "same scale for every k ≥ 1")
-        md = (f"**k = {k}{last}** · fidelity {ct.fidelity[k]:.4g} · relative step {ct.step_norm[k]:.4g}"
-              f" · change: mean |Δ| over RGB, square-root colour scale, brightest = {scale * 255:.1f}/255"
-              f" or more ({what})")
-        if ct.psnr is not None:
-            md += f" · PSNR {ct.psnr[k]:.2f} dB"
-            if ct.ssim is not None and np.isfinite(ct.ssim[k]):
-                md += f" · SSIM {ct.ssim[k]:.3f}"
-        return {"img_k": img_path, "diff_k": diff_path, "step_md": md}
+        return {"img_k": img_path, "diff_k": diff_path, "step_md": T.step_text(ct, k)}
 
-    @fills("k_slider", *STEP_OUT, "curves", "curves_md", first=True)
+    @fills("k_slider", "iter_view", "curves", "curves_md", first=True)
     def fill_iterations(self, session: Session) -> Outputs:
+        """The iteration viewer with every k's frames and step line at once (the slider and ▶ Play
+        then step in the browser, app.ui), and the curves."""
         ct = self._trace(session)
         n = ct.n_iter - 1
-        for k in range(n, -1, -1):  # encode every frame in the background, the shown one first
-            if k not in session.frames:
-                session.frames[k] = pool("frames").submit(self._encode_frame, ct, session, k)
+        jobs = [pool("frames").submit(frame_uris, ct, k) for k in range(n + 1)]
         ct.complete_ssim()  # deferred from restore so the restored image shows sooner
-        return {"k_slider": gr.update(maximum=n, value=n), **self.step(n, session),
+        view = iteration_viewer([j.result() for j in jobs], [T.step_text(ct, k) for k in range(n + 1)], n)
+        return {"k_slider": gr.update(maximum=n, value=n), "iter_view": view,
                 "curves": plot_json(iteration_curves_json(ct, n)), "curves_md": T.curve_notes(ct)}
 
     @handler("play", ("playing", "timer", "play_btn"))
@@ -298,16 +290,17 @@ class Explorer:
         return {"playing": playing, "timer": gr.Timer(active=playing),
                 "play_btn": gr.update(value="⏸ Pause" if playing else "▶ Play")}
 
-    @handler("play_tick", ("k_slider", *STEP_OUT, "timer", "play_btn", "playing"))
+    @handler("play_tick", ("k_slider", "timer", "play_btn", "playing"))
     def play_tick(self, k: float, session: Session | None) -> Outputs:
-        """One frame of the animation: k + 1 (from 0 again after the last), stop at the last."""
+        """One frame of the animation: k + 1 (from 0 again after the last), stop at the last. The
+        slider's change event shows that k in the browser."""
         if session is None or session.trace is None:
             return {"timer": gr.Timer(active=False), "play_btn": gr.update(value="▶ Play"), "playing": False}
         last = session.trace.n_iter - 1
         k = int(k or 0)
         k_next = k + 1 if k < last else 0
         done = k_next >= last
-        return {"k_slider": k_next, **self.step(k_next, session), "timer": gr.Timer(active=not done),
+        return {"k_slider": k_next, "timer": gr.Timer(active=not done),
                 "play_btn": gr.update(value="▶ Play" if done else "⏸ Pause"), "playing": not done}
 
     # ---- matrices

@@ -10,6 +10,7 @@ import gradio as gr
 from interir.errors import InterIRError
 from viz import text as T
 from viz.hover import HOVER_JS
+from viz.viewer import CHANGE_LABEL, FRAME_LABEL, SHOW_K_JS, VIEWER_CSS, VIEWER_JS, iteration_viewer
 
 from .handlers import DEFAULT_NEIGHBOURS, Explorer, Session
 from .session import check_upload, drop_session
@@ -23,7 +24,7 @@ CSS = """
 #model-info {font-size: 0.9em}
 #restore-btn, #degrade-btn {min-height: 44px}
 #why-image img {cursor: crosshair}
-"""
+""" + VIEWER_CSS
 
 # System fonts only: the page must not fetch anything from the internet (no Google Fonts).
 THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="blue", neutral_hue="slate",
@@ -35,13 +36,12 @@ LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": 
 QUIET_JS = """(function () { const warn = console.warn;
   console.warn = function (...a) { if (a.length === 1 && a[0] === 'Method not implemented.') { return; }
     return warn.apply(console, a); }; })();"""
-HEAD = f"<script>{QUIET_JS}</script><script>{HOVER_JS}</script>"
+HEAD = f"<script>{QUIET_JS}</script><script>{HOVER_JS}</script><script>{VIEWER_JS}</script>"
 STATE_TTL_S = 3600
 # Moves the selected-iteration markers ("sel:<curve>" traces) and the dashed "k-line" shapes of
-# the iteration curves (viz.plots.iteration_curves) to k, with the plotly.js gradio loaded.
-# One Plotly.update (a single redraw), after the step request has left (setTimeout).
-MARK_K_JS = """(k) => { setTimeout(() => {
-  const gd = document.querySelector('#curves .js-plotly-plot'); const P = window.Plotly;
+# the iteration curves (viz.plots.iteration_curves) to k, with the plotly.js gradio loaded, in
+# one Plotly.update (a single redraw).
+MARK_K_JS = """(k) => { const gd = document.querySelector('#curves .js-plotly-plot'); const P = window.Plotly;
   if (!gd || !P || !gd.data) { return; }
   k = Math.round(Number(k)); const idx = [], xs = [], ys = [], lay = {};
   gd.data.forEach((t, i) => { if (typeof t.name === 'string' && t.name.startsWith('sel:')) {
@@ -49,8 +49,13 @@ MARK_K_JS = """(k) => { setTimeout(() => {
     idx.push(i); xs.push([k]); ys.push([src && src.y ? src.y[k] : null]); } });
   (gd.layout.shapes || []).forEach((s, i) => { if (s.name === 'k-line') {
     lay['shapes[' + i + '].x0'] = k; lay['shapes[' + i + '].x1'] = k; } });
-  if (idx.length) { P.update(gd, {x: xs, y: ys}, lay, idx); }
-}, 0); return []; }"""
+  const moved = idx.every(i => gd.data[i].x && gd.data[i].x[0] === k);  // (input and change both call)
+  if (idx.length && !moved) { P.update(gd, {x: xs, y: ys}, lay, idx); }
+}"""
+# The iteration slider steps in the browser (no request): show iteration k's frames and step
+# line (viz.viewer), then, after that paint, move the curves' marker.
+STEP_JS = f"""(k) => {{ ({SHOW_K_JS})(k);
+  requestAnimationFrame(() => setTimeout(() => ({MARK_K_JS})(k), 0)); return []; }}"""
 
 
 class RobustImage(gr.Image):
@@ -171,12 +176,14 @@ def _iterations_tab(n: int, w: Wiring) -> None:
         w("k_slider", gr.Slider(0, n, value=n, step=1, label="Iteration k", scale=5, elem_id="k-slider"))
         w("play_btn", gr.Button("▶ Play", scale=1, size="sm", elem_id="play-btn"))
         w("timer", gr.Timer(0.8, active=False))
-    with gr.Row():
-        w("img_k", gr.Image(label="Decoded image at k (early exit)", type="filepath", interactive=False,
-                            height=380, elem_id="img-k"))
-        w("diff_k", gr.Image(label="Change |I_k − I_(k−1)| (k = 0: from the input)", type="filepath",
-                             interactive=False, height=380, elem_id="diff-k"))
-    w("step_md", _md(elem_id="step-info"))
+    # every k's frames and step line at once (filled by /panels); STEP_JS shows one
+    w("iter_view", gr.HTML(iteration_viewer([], []), js_on_load=None, apply_default_css=False,
+                           elem_id="iter-viewer"))
+    # /step's outputs, for gradio_client users (the page does not call /step)
+    w("img_k", gr.Image(label=FRAME_LABEL, type="filepath", interactive=False, visible=False))
+    w("diff_k", gr.Image(label=CHANGE_LABEL, type="filepath", interactive=False, visible=False))
+    w("step_md", _md(visible=False))
+    w("step_api", gr.Button("step", visible=False))
     w("curves", gr.Plot(label="Per-iteration curves", show_label=False, elem_id="curves"))
     w("curves_md", _md(elem_id="curves-info"))
 
@@ -224,8 +231,11 @@ def _embedding_tab(ex: Explorer, w: Wiring) -> None:
             w("emb_k", gr.Slider(1, max(n_max, 2), value=DEFAULT_NEIGHBOURS, step=1,
                                  label="Neighbours in the vote (k)", elem_id="emb-k"))
             w("emb_md", _md(elem_id="embedding-info"))
-            w("emb_gallery", gr.Gallery(label="Nearest reference images", columns=4, height="auto",
-                                        object_fit="contain", allow_preview=False, elem_id="emb-gallery"))
+            # no label or buttons: on a one-row gallery they covered the thumbnails (the text
+            # above says what they are)
+            w("emb_gallery", gr.Gallery(label="Nearest reference images", show_label=False, buttons=[],
+                                        columns=4, height="auto", object_fit="contain", allow_preview=False,
+                                        elem_id="emb-gallery"))
 
 
 def _why_tab(w: Wiring) -> None:
@@ -267,8 +277,9 @@ def _panel_tabs(ex: Explorer, n: int, w: Wiring) -> None:
         with gr.Tab("8 · Twin", id="twin"):
             _md(T.TWIN, elem_classes="panel-text")
             w("twin_btn", gr.Button("Run the twin on this image", variant="primary", elem_id="twin-btn"))
-            w("twin_gallery", gr.Gallery(label="explainable · standard · |difference|", columns=3, height=360,
-                                         object_fit="contain", elem_id="twin-gallery"))
+            # as tall as its tiles (a fixed height cut their captions off); each caption names its image
+            w("twin_gallery", gr.Gallery(label="explainable · standard · |difference|", show_label=False,
+                                         columns=3, height="auto", object_fit="contain", elem_id="twin-gallery"))
             w("twin_md", _md(elem_id="twin-info"))
         with gr.Tab("9 · Interventions", id="interventions"):
             _md(T.INTERVENTIONS, elem_classes="panel-text")
@@ -329,9 +340,11 @@ def _wire(ex: Explorer, w: Wiring) -> None:
     # writing inp triggers inp.change -> restore
     w.on([c["degrade_btn"].click], ex.degrade, ["clean_inp", "haze", "rain", "noise", "seed", "session"],
          api_name="degrade")
-    # the curves' k marker and line move in the browser: no figure round trip per step
-    c["k_slider"].change(None, [c["k_slider"]], None, js=MARK_K_JS)
-    w.on([c["k_slider"].input], ex.step, ["k_slider", "session"], api_name="step", trigger_mode="always_last",
+    # the iteration slider (dragged, or moved by ▶ Play or a new trace) steps in the browser;
+    # /step serves the same frames to API clients
+    gr.on([c["k_slider"].input, c["k_slider"].change], None, [c["k_slider"]], None, js=STEP_JS,
+          show_progress="hidden", queue=False)
+    w.on([c["step_api"].click], ex.step, ["k_slider", "session"], api_name="step", trigger_mode="always_last",
          **fast)
     w.on([c["play_btn"].click], ex.play_toggle, ["playing", "session"], api_name="play")
     w.on([c["timer"].tick], ex.play_tick, ["k_slider", "session"], api_name="play_tick", **fast)
@@ -357,8 +370,12 @@ def launch_kwargs() -> dict[str, Any]:
 
     # state_session_capacity: at most this many sessions keep a trace (oldest dropped first);
     # a 512² trace of the tiny model is ~15 MB, a 1024² one ~60 MB.
+    # run_history=False: gradio would otherwise copy every run's inputs and outputs into the
+    # browser's localStorage, re-reading and re-writing that list on every message of every
+    # event (0.5–0.9 s of the page's time per restore with the viewer's 3 MB of frames at n = 6)
     return dict(theme=THEME, css=CSS, head=HEAD, max_file_size="25mb", show_error=True,
-                allowed_paths=[str(EXAMPLES_DIR)], footer_links=["api"], state_session_capacity=48)
+                allowed_paths=[str(EXAMPLES_DIR)], footer_links=["api"], state_session_capacity=48,
+                run_history=False)
 
 
 __all__ = ["build_demo", "launch_kwargs", "RobustImage", "Session"]

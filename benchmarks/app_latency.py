@@ -81,23 +81,20 @@ def part1(weights: str | None, size: int, repeats: int) -> None:
         t0 = time.perf_counter()
         ex.panels(s)
         t_panels.append(time.perf_counter() - t0)
-    rows.append(("panels after restore (all 4 views, once)", ms(t_panels)))
+    rows.append(("panels after restore (iteration viewer with every k's frames, curves)", ms(t_panels)))
     n = s.trace.n_iter - 1
     ct = s.trace
     layers = ct.layers
-    for label, ui_path in (("step, first visit of each k, API only (encodes 2 PNGs)", False),
-                           ("step, first visit right after panels (UI path)", True)):
-        ex.restore(str(path), None, s, progress=clean_free)  # a fresh trace: nothing encoded yet
-        if ui_path:
-            ex.panels(s)  # the UI's path: panels starts encoding every frame in the background
-        first = []
-        for k in range(n + 1):
-            t0 = time.perf_counter()
-            ex.step(k, s)
-            first.append(time.perf_counter() - t0)
-        rows.append((label, ms(first)))
+    # the page steps through k in the browser (panels ships every k's frames); /step is the API's
+    ex.restore(str(path), None, s, progress=clean_free)  # a fresh trace: nothing encoded yet
+    first = []
+    for k in range(n + 1):
+        t0 = time.perf_counter()
+        ex.step(k, s)
+        first.append(time.perf_counter() - t0)
+    rows.append(("/step (API), first visit of each k (encodes 2 PNGs)", ms(first)))
     cases = {
-        "step, revisits (iteration slider)": [lambda k=k: ex.step(k, s) for k in range(n + 1)],
+        "/step (API), revisits": [lambda k=k: ex.step(k, s) for k in range(n + 1)],
         "play tick": [lambda k=k: ex.play_tick(k, s) for k in range(n + 1)],
         "matrices (k / channel)": [lambda k=k, c=c: ex.matrices(k, c, s)
                                    for k in range(n + 1) for c in ("mean", "0", str(ct.channels - 1))],

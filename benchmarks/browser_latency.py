@@ -43,9 +43,20 @@ TAP_JS = """(() => { window.__done = []; const f = window.fetch;
         const s = dec.decode(value); const m = s.match(/process_completed/g);
         if (m) { for (const _ of m) window.__done.push(performance.now()); } } })();
     return new Response(theirs, {headers: r.headers, status: r.status}); }; })();"""
-STEP_JS = """(k) => { const r = document.querySelector('#k-slider input[type=range]');
+# The visible frame and change map (the viewer stacks every k's, hidden but one): their sources
+# if both are loaded, else null.
+SHOWN_JS = """() => { const v = (sel) => Array.from(document.querySelectorAll(sel)).find(i => i.offsetParent !== null);
+    const a = v('#img-k img'), b = v('#diff-k img');
+    return a && b && a.complete && b.complete && a.naturalWidth > 0 && b.naturalWidth > 0 ? [a.src, b.src] : null; }"""
+# Remember what is shown, then move the slider as a drag does (an input event).
+STEP_JS = """(k) => { window.__shown = (%s)(); const r = document.querySelector('#k-slider input[type=range]');
     const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
-    set.call(r, String(k)); r.dispatchEvent(new Event('input', {bubbles: true})); }"""
+    set.call(r, String(k)); r.dispatchEvent(new Event('input', {bubbles: true})); }""" % SHOWN_JS
+# Step k is on the page: its step line, and a new frame and change map, loaded.
+STEPPED_JS = """(k) => { const t = document.querySelector('#step-info').innerText;
+    if (!t.includes('k = ' + k + ' ') && !t.includes('k = ' + k + ' (')) { return false; }
+    const now = (%s)(), old = window.__shown;
+    return !!now && (!old || (now[0] !== old[0] && now[1] !== old[1])); }""" % SHOWN_JS
 
 
 def make_images(size: int, n: int, folder: Path) -> list[Path]:
@@ -77,8 +88,7 @@ def upload_once(page, url: str, path: Path) -> dict[str, float]:
                            ".filter(i => i.complete && i.naturalWidth > 0).length >= 2")
     marks["restored image shown"] = time.perf_counter() - t0
     page.wait_for_function("() => (document.querySelector('#curves-info')?.innerText || '').includes('Data fidelity')"
-                           " && Array.from(document.querySelectorAll('#img-k img, #diff-k img')).filter(i => "
-                           "i.complete && i.naturalWidth > 0).length >= 2 && "
+                           f" && !!({SHOWN_JS})() && "
                            "document.querySelectorAll('#curves .scatterlayer .trace').length >= 2")
     marks["iteration panel drawn"] = time.perf_counter() - t0
     # restore (upload), panels and panels_more: three events; hidden tabs render only when opened
@@ -107,6 +117,7 @@ def run(weights: str | None, size: int, repeats: int) -> int:
         rows: dict[str, list[float]] = {}
         tab_rows: dict[str, list[float]] = {}
         steps: list[float] = []
+        viewer_bytes: list[int] = []  # the iteration viewer's HTML (every k's frames as data URIs)
         for i in range(repeats):
             for key, v in upload_once(page, server.url, images[i]).items():
                 rows.setdefault(key, []).append(v)
@@ -120,9 +131,9 @@ def run(weights: str | None, size: int, repeats: int) -> int:
             for k in list(range(n - 1, -1, -1)) + list(range(1, n + 1)):
                 t0 = time.perf_counter()
                 page.evaluate(STEP_JS, k)
-                page.wait_for_function(f"() => document.querySelector('#step-info').innerText.includes('k = {k} ') "
-                                       f"|| document.querySelector('#step-info').innerText.includes('k = {k} (')")
+                page.wait_for_function(STEPPED_JS, arg=k)
                 steps.append(time.perf_counter() - t0)
+            viewer_bytes.append(page.evaluate("() => document.querySelector('.iter-viewer')?.outerHTML.length || 0"))
         browser.close()
     print(f"\n| browser ({size}², Chromium, median of {repeats} uploads) | time |\n|---|---|")
     for key, v in rows.items():
@@ -130,6 +141,8 @@ def run(weights: str | None, size: int, repeats: int) -> int:
     for key, v in tab_rows.items():
         print(f"| open tab {key} | {med(v)} |")
     print(f"| iteration slider step ({len(steps)} steps) | {med(steps)} |")
+    if any(viewer_bytes):
+        print(f"\niteration viewer HTML (every k's frames): {statistics.median(viewer_bytes) / 2**20:.2f} MB median")
     print(f"\nconsole errors: {len(errors)}" + (f" (first: {errors[0][:200]})" if errors else ""))
     return 0
 

@@ -21,6 +21,9 @@ Beyond PSNR / SSIM (issue targets for a model worth stepping through):
   ``||A_k I_{k+1} B_k - z|| / ||z||`` (z: the embedded input), and the fraction of pairs whose
   PSNR never drops by more than :data:`MONOTONE_TOL_DB` from one iteration to the next and
   whose residual decreases at every iteration; ``"all_pairs"`` pools every pair.
+* :func:`evaluate_interventions`: per combo, the output without and with each intervention
+  of :mod:`interir.interventions` (uniform attention, Λ = 0): PSNR / SSIM, their change, and
+  the mean absolute change of the output on the 0-255 scale.
 * :func:`evaluate_awgn`: the same numbers for additive white Gaussian noise (clipped, 8-bit)
   on centre crops of clean photos, as one more combo named ``awgn<sigma>``.
 """
@@ -318,9 +321,153 @@ def evaluate_awgn(model: torch.nn.Module | None, clean_dir: str | os.PathLike,
     return result
 
 
+#: Table labels of the interventions of :mod:`interir.interventions`.
+INTERVENTION_LABELS = {"uniform_attention": "Uniform attention", "zero_multiplier": "Λ = 0"}
+#: Below these, an intervention's effect is reported as negligible: the mean absolute change
+#: of the output (0-255 scale) and the absolute PSNR change (dB).
+NEGLIGIBLE_CHANGE = 1.0
+NEGLIGIBLE_DB = 0.1
+
+
+def _intervention_block(per_image: list[tuple[float, ...]], none: dict[str, float]
+                        ) -> dict[str, float]:
+    """Mean PSNR / SSIM / |change| over a combo's images, and the change against no intervention."""
+    a = np.array(per_image, dtype=np.float64)
+    psnr, ssim = float(a[:, 0].mean()), float(a[:, 1].mean())
+    return {"psnr": psnr, "ssim": ssim, "delta_psnr": psnr - none["psnr"],
+            "delta_ssim": ssim - none["ssim"], "mean_abs_change": float(a[:, 2].mean()),
+            "max_abs_change": float(a[:, 3].max())}
+
+
+def _summarise_interventions(per_combo: dict[str, dict[str, list[tuple[float, ...]]]],
+                             applicable: dict[str, bool]) -> dict[str, Any]:
+    combos: dict[str, dict[str, Any]] = {}
+    for combo, rec in per_combo.items():
+        pairs = np.array(rec["none"], dtype=np.float64)
+        entry: dict[str, Any] = {"none": {"psnr": float(pairs[:, 0].mean()),
+                                          "ssim": float(pairs[:, 1].mean())}, "n": len(pairs)}
+        for name, ok in applicable.items():
+            entry[name] = _intervention_block(rec[name], entry["none"]) if ok else None
+        combos[combo] = entry
+    avg: dict[str, Any] = {"none": {k: float(np.mean([c["none"][k] for c in combos.values()]))
+                                    for k in ("psnr", "ssim")}}
+    for name, ok in applicable.items():
+        if not ok:
+            avg[name] = None
+            continue
+        blocks = [c[name] for c in combos.values()]
+        avg[name] = {k: float(np.mean([b[k] for b in blocks])) for k in blocks[0]}
+        avg[name]["max_abs_change"] = max(b["max_abs_change"] for b in blocks)
+    return {"applicable": dict(applicable), "combos": combos, "average": avg}
+
+
+def evaluate_interventions(model: torch.nn.Module, data_root: str | os.PathLike,
+                           y_channel: bool = False, crop_border: int = 0,
+                           device: str | torch.device = "cpu", max_images: int | None = None,
+                           progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+                           ) -> dict[str, Any]:
+    """The effect of each intervention of :mod:`interir.interventions` (uniform attention,
+    Λ = 0) per combination: PSNR / SSIM of the output without and with it, the change in dB
+    and SSIM, and the mean and maximum absolute change of the output (clipped to [0, 1], not
+    quantised, on the 0-255 scale, so an effect below one grey level stays visible).
+
+    An intervention with nothing to act on (uniform attention in a standard-conv model) is
+    not run: ``applicable[name]`` is False and its entries are ``None``. ``"average"`` is the
+    unweighted mean over combos (``max_abs_change``: the maximum). Same data layout and
+    metric options as :func:`evaluate`; the model's mode is restored afterwards.
+
+    Returns ``{"applicable": {name: bool}, "combos": {combo: {"none": {"psnr", "ssim"},
+    name: {"psnr", "ssim", "delta_psnr", "delta_ssim", "mean_abs_change", "max_abs_change"}
+    | None, "n"}}, "average": {...}, "meta": {...}}``.
+    """
+    from . import interventions
+    from .model.interir import InterIR
+
+    if not isinstance(model, InterIR):
+        raise InterIRError("interventions need an InterIR model (they hook its modules)")
+    crop_border = _check_options(max_images, crop_border)
+    sets = _discover(data_root)
+    applicable = {name: interventions.applies(model, name) for name in interventions.INTERVENTIONS}
+    per_combo: dict[str, dict[str, list[tuple[float, ...]]]] = {}
+    dev, was_training, n_images = torch.device(device), model.training, 0
+    model.eval()
+    try:
+        for combo, ds in sets.items():
+            n = len(ds) if max_images is None else min(len(ds), int(max_images))
+            rec = per_combo[combo] = {"none": [], **{k: [] for k, ok in applicable.items() if ok}}
+            indices: Iterable[int] = range(n) if progress is None else progress(range(n), n, combo)
+            for i in indices:
+                inp, target, name = ds[i]
+                tgt = _to_numpy_hwc(target)
+                x = (inp.unsqueeze(0) if inp.ndim == 3 else inp).to(dev, torch.float32)
+                with torch.inference_mode():
+                    base = model(x).clamp(0.0, 1.0)
+                    outs = {}
+                    for iv in rec.keys() - {"none"}:
+                        with getattr(interventions, iv)(model):
+                            outs[iv] = model(x).clamp(0.0, 1.0)
+                try:
+                    y = _to_numpy_hwc(base)
+                    rec["none"].append((metrics.psnr(y, tgt, crop_border, y_channel),
+                                        metrics.ssim(y, tgt, crop_border, y_channel)))
+                    for iv, out in outs.items():
+                        d = (out - base).abs() * 255.0
+                        yi = _to_numpy_hwc(out)
+                        rec[iv].append((metrics.psnr(yi, tgt, crop_border, y_channel),
+                                        metrics.ssim(yi, tgt, crop_border, y_channel),
+                                        float(d.double().mean()), float(d.max())))
+                except InterIRError as exc:
+                    raise InterIRError(f"{combo}/{name}: {exc}") from None
+            n_images += n
+    finally:
+        model.train(was_training)
+    result = _summarise_interventions(per_combo, applicable)
+    result["meta"] = {"data": str(data_root), "y_channel": bool(y_channel),
+                      "crop_border": crop_border, "n_images": n_images,
+                      "max_images_per_combo": None if max_images is None else int(max_images),
+                      "average": "unweighted mean over combos (max_abs_change: maximum)",
+                      "change": "|output with - output without|, outputs clipped to [0, 1], "
+                                "0-255 scale, not quantised; mean over pixels and channels",
+                      "negligible": {"mean_abs_change": NEGLIGIBLE_CHANGE,
+                                     "abs_delta_psnr_db": NEGLIGIBLE_DB}}
+    return result
+
+
+def interventions_markdown(block: dict[str, Any]) -> str:
+    """Markdown table of an :func:`evaluate_interventions` result: per combo (and the
+    average), PSNR / SSIM without and with each intervention, ΔPSNR and mean |Δ output|."""
+    names = list(block["applicable"])
+    header = ["Combination", "no intervention"]
+    for name in names:
+        label = INTERVENTION_LABELS.get(name, name)
+        header += [label, "ΔPSNR (dB)", "mean abs. change (0–255)"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|"]
+
+    def row(label: str, e: dict[str, Any]) -> str:
+        cells = [label, _cell(e["none"])]
+        for name in names:
+            b = e[name]
+            cells += (["n/a"] * 3 if b is None else
+                      [_cell(b), f"{b['delta_psnr']:+.3f}", f"{b['mean_abs_change']:.3f}"])
+        return "| " + " | ".join(cells) + " |"
+
+    lines += [row(combo_label(c), e) for c, e in block["combos"].items()]
+    lines.append(row("Average", block["average"]))
+    lines += ["", "PSNR (dB) / SSIM of the output without and with each intervention; ΔPSNR = "
+                  "with − without; mean abs. change: the mean absolute change of the output "
+                  "(clipped to [0, 1], not quantised) on the 0–255 scale."]
+    if not all(block["applicable"].values()):
+        off = ", ".join(INTERVENTION_LABELS.get(n, n) for n, ok in block["applicable"].items()
+                        if not ok)
+        lines.append(f"n/a: {off} has nothing to act on in this model (a standard-conv model "
+                     "has no attention maps), so it was not run.")
+    return "\n".join(lines) + "\n"
+
+
 def _cell(entry: dict[str, Any]) -> str:
     p = entry["psnr"]
-    ps = "inf" if math.isinf(p) else f"{p:.2f}"
+    ps = "inf" if p is None or math.isinf(p) else f"{p:.2f}"  # None: inf read back from JSON
     return f"{ps}/{entry['ssim']:.3f}"
 
 
@@ -429,6 +576,8 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 __all__ = ["evaluate", "evaluate_awgn", "awgn_pairs", "to_markdown", "brightness_markdown",
-           "iterations_markdown", "to_json", "combo_label", "write_text_atomic",
+           "iterations_markdown", "evaluate_interventions",
+           "interventions_markdown", "to_json", "combo_label", "write_text_atomic",
            "brightness_bias", "relative_residual", "iteration_curves", "non_decreasing",
-           "decreasing", "CLASSICAL_LABEL", "INPUT_LABEL", "MONOTONE_TOL_DB"]
+           "decreasing", "CLASSICAL_LABEL", "INPUT_LABEL", "MONOTONE_TOL_DB",
+           "INTERVENTION_LABELS", "NEGLIGIBLE_CHANGE", "NEGLIGIBLE_DB"]

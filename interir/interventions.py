@@ -43,3 +43,16 @@ def zero_multiplier(model: InterIR) -> Iterator[InterIR]:
     finally:
         for h in handles:
             h.remove()
+
+
+#: The interventions above, by name, in the order the evaluation and the app list them.
+INTERVENTIONS = ("uniform_attention", "zero_multiplier")
+
+
+def applies(model: torch.nn.Module, name: str) -> bool:
+    """Whether intervention ``name`` has anything to act on in ``model``: uniform attention
+    needs explainable convs (a standard-conv model has no attention maps), Λ = 0 the unfolding."""
+    if name not in INTERVENTIONS:
+        raise ValueError(f"unknown intervention {name!r}; known: {', '.join(INTERVENTIONS)}")
+    kinds = (KernelAttention,) if name == "uniform_attention" else (InitModule, MUM)
+    return any(isinstance(m, kinds) for m in model.modules())

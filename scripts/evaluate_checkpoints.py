@@ -10,12 +10,17 @@ Also, per checkpoint: the brightness bias per combination (``"brightness"``), wi
 ``--iterations`` the per-iteration behaviour (early-exit PSNR and relative data residual over
 k, and how often each is monotone; one trace per image), and with ``--awgn-clean DIR`` an AWGN
 row (``"awgn"``: sigma 25, clipped, 8-bit, on the centre 256^2 crops of the clean test photos,
-seeded) -- see :mod:`interir.eval`.
+seeded), and with ``--interventions`` the effect of each intervention (uniform attention,
+Λ = 0) per combination (``"interventions"``) -- see :mod:`interir.eval`.
 
     python scripts/evaluate_checkpoints.py --data data_local/testset --iterations \
         --awgn-clean data_local/test_clean \
         checkpoints/interir-tiny checkpoints/interir-tiny-stdconv
-Writes ``<checkpoint>/eval.json`` and ``<checkpoint>/eval.md`` for each.
+Writes ``<checkpoint>/eval.json`` and ``<checkpoint>/eval.md`` for each. ``--update`` keeps
+every number of an existing ``eval.json`` and only adds the blocks asked for (``--interventions``):
+
+    python scripts/evaluate_checkpoints.py --data data_local/testset --update --interventions \
+        checkpoints/interir-tiny checkpoints/interir-tiny-stdconv
 """
 from __future__ import annotations
 
@@ -38,7 +43,8 @@ import interir  # noqa: E402
 from interir.data.datasets import discover_eval_sets  # noqa: E402
 from interir.data.degrade import COMBOS  # noqa: E402
 from interir.eval import (brightness_markdown, evaluate, evaluate_awgn,  # noqa: E402
-                          iterations_markdown, to_json, to_markdown)
+                          evaluate_interventions, interventions_markdown, iterations_markdown,
+                          to_json, to_markdown)
 
 
 def embeddings(model, data: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -71,6 +77,50 @@ def knn_accuracy(x: np.ndarray, y: np.ndarray, groups: list[str], k: int = 5) ->
             "labels": list(COMBOS)}
 
 
+def render(ck: str, res: dict) -> str:
+    """eval.md of a checkpoint from its eval.json content."""
+    label = f"InterIR ({Path(ck).name})"
+    md = to_markdown(res, model_label=label) + "\n" + brightness_markdown(res, label)
+    if "iterations" in res:
+        md += "\n" + iterations_markdown(res)
+    if "awgn" in res:
+        md += "\n" + to_markdown(res["awgn"], model_label=label)
+    if "interventions" in res:
+        md += "\n" + interventions_markdown(res["interventions"])
+    return md + "\n"
+
+
+def add_interventions(ck: str, res: dict, model, data: Path) -> None:
+    """Measure the interventions and store them in ``res``; the output without intervention
+    must reproduce the model row already in ``res`` (same data, same forward)."""
+    iv = evaluate_interventions(model, data)
+    gap = max(abs(iv["combos"][c]["none"]["psnr"] - res["combos"][c]["psnr"]) for c in res["combos"])
+    if gap > 1e-6:
+        sys.exit(f"{ck}: the output without intervention differs from eval.json's model row "
+                 f"by {gap:.2g} dB; rerun without --update")
+    res["interventions"] = iv
+    avg = iv["average"]
+    print(f"{ck}: interventions, average ΔPSNR "
+          + ", ".join(f"{k} {v['delta_psnr']:+.3f} dB (mean abs. change {v['mean_abs_change']:.3f}/255)"
+                      if v else f"{k} n/a" for k, v in avg.items() if k != "none"), flush=True)
+
+
+def update(args: argparse.Namespace, data: Path) -> None:
+    """--update: add the asked-for blocks to each existing eval.json, keep everything else."""
+    if args.iterations or args.awgn_clean:
+        sys.exit("--update adds only --interventions; run without --update to redo the rest")
+    if not args.interventions:
+        sys.exit("--update needs a block to add (--interventions)")
+    for ck in args.checkpoints:
+        path = Path(ck, "eval.json")
+        if not path.is_file():
+            sys.exit(f"{path}: no eval.json to update; run without --update first")
+        res = json.loads(path.read_text())
+        add_interventions(ck, res, interir.load_pretrained(ck), data)
+        path.write_text(to_json(res))
+        Path(ck, "eval.md").write_text(render(ck, res))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -82,8 +132,15 @@ def main() -> None:
     ap.add_argument("--awgn-sigma", type=float, default=25.0)
     ap.add_argument("--awgn-size", type=int, default=256)
     ap.add_argument("--awgn-seed", type=int, default=0)
+    ap.add_argument("--interventions", action="store_true",
+                    help="the effect of uniform attention and of Λ = 0 per combination")
+    ap.add_argument("--update", action="store_true",
+                    help="keep an existing eval.json and only add the blocks asked for")
     args = ap.parse_args()
     data = Path(args.data)
+    if args.update:
+        update(args, data)
+        return
     torch.manual_seed(0)
     results = {}
     classical = None
@@ -101,6 +158,8 @@ def main() -> None:
         if args.awgn_clean:
             res["awgn"] = evaluate_awgn(model, args.awgn_clean, sigma=args.awgn_sigma,
                                         size=args.awgn_size, seed=args.awgn_seed, weights=ck)
+        if args.interventions:
+            add_interventions(ck, res, model, data)
         x, y, groups = embeddings(model, data)
         res["embedding_knn"] = knn_accuracy(x, y, groups)
         results[ck] = res
@@ -124,13 +183,7 @@ def main() -> None:
                 c: res["combos"][c]["psnr"] - results[other]["combos"][c]["psnr"] for c in res["combos"]} | {
                 "average": res["average"]["psnr"] - results[other]["average"]["psnr"]}
         Path(ck, "eval.json").write_text(to_json(res))
-        label = f"InterIR ({Path(ck).name})"
-        md = to_markdown(res, model_label=label) + "\n" + brightness_markdown(res, label)
-        if "iterations" in res:
-            md += "\n" + iterations_markdown(res)
-        if "awgn" in res:
-            md += "\n" + to_markdown(res["awgn"], model_label=label)
-        Path(ck, "eval.md").write_text(md + "\n")
+        Path(ck, "eval.md").write_text(render(ck, res))
     print(json.dumps({Path(k).name: {"avg": v["average"], "knn": v["embedding_knn"]["accuracy"]}
                       for k, v in results.items()}, indent=1))
 

@@ -17,7 +17,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.complexity import count  # noqa: E402
-from interir.eval import combo_label  # noqa: E402
+from interir.eval import (INTERVENTION_LABELS, NEGLIGIBLE_CHANGE, NEGLIGIBLE_DB,  # noqa: E402
+                          combo_label, interventions_markdown)
 
 INTERPRETATION = """\
 - Feature space: `z = Conv3×3(PixelUnshuffle(4)(D))`; the "D" of Eqs. 12–14 is `z`, `I0 = z` (Eq. 11).
@@ -194,7 +195,58 @@ def kernel_line(names: list[str]) -> str:
 
 
 def table(res: dict) -> str:
-    return Path(res["_dir"], "eval.md").read_text().strip()
+    """eval.md, less the interventions table (the card has its own section for it)."""
+    text = Path(res["_dir"], "eval.md").read_text()
+    if "interventions" in res:
+        text = text.replace(interventions_markdown(res["interventions"]), "")
+    return text.strip()
+
+
+def _effect_line(name: str, iv: dict) -> str:
+    """One plain sentence on one intervention: its average effect, and where it is negligible."""
+    label = INTERVENTION_LABELS.get(name, name)
+    if not iv["applicable"][name]:
+        return (f"- **{label}**: not applicable: this model has standard convolutions, so there "
+                "are no attention maps to make uniform (not run, no number).")
+    avg, combos = iv["average"][name], iv["combos"]
+    small = [combo_label(c) for c, e in combos.items() if e[name]["mean_abs_change"] < NEGLIGIBLE_CHANGE]
+    flat = [combo_label(c) for c, e in combos.items() if abs(e[name]["delta_psnr"]) < NEGLIGIBLE_DB]
+    line = (f"- **{label}**: ΔPSNR {avg['delta_psnr']:+.2f} dB on average, mean absolute change of "
+            f"the output {avg['mean_abs_change']:.2f}/255 (largest change of one "
+            f"pixel value {avg['max_abs_change']:.0f}/255). ")
+
+    def where(names: list[str], below: str, above: str) -> str:
+        if len(names) == len(combos):
+            return f"{below} on every combination"
+        return f"{below} on {', '.join(names)}" if names else f"{above} on every combination"
+
+    line += where(small, f"Mean change below {NEGLIGIBLE_CHANGE:g}/255",
+                  f"Mean change at least {NEGLIGIBLE_CHANGE:g}/255") + "; "
+    line += where(flat, f"|ΔPSNR| below {NEGLIGIBLE_DB:g} dB",
+                  f"|ΔPSNR| at least {NEGLIGIBLE_DB:g} dB") + "."
+    if len(small) == len(combos) and len(flat) == len(combos):
+        line += " In effect, this intervention does nothing to this model's output."
+    return line
+
+
+def interventions_section(res: dict) -> str:
+    """The effect of each intervention per combination, from eval.json's "interventions"."""
+    head = "### Interventions: uniform attention and Λ = 0, per combination\n"
+    iv = res.get("interventions")
+    if iv is None:
+        return (head + "Not measured yet: `scripts/evaluate_checkpoints.py --update --interventions`"
+                " adds it to eval.json.\n")
+    names = list(iv["applicable"])
+    return f"""{head}
+Each intervention is a forward hook on the trained model (`interir.interventions`), no retraining:
+*uniform attention* replaces every attention map of the explainable convs by 1/K² (the
+modulation off; `W_b = W / K²`), *Λ = 0* zeroes the multiplier of Eq. 11 and every MUM update
+(Eq. 14). On the {iv['meta']['n_images']} test pairs above, against the unmodified model's output.
+
+{interventions_markdown(iv).strip()}
+
+{chr(10).join(_effect_line(n, iv) for n in names)}
+"""
 
 
 def card(ck: Path, res: dict, twin: Path, twin_res: dict, info: dict, cfg_path: str) -> str:
@@ -269,6 +321,7 @@ pipeline on {len(beats_cls)} of {len(combos)} combinations{'' if len(beats_cls) 
 
 The paper reports +0.72 dB for the explainable convolution at full scale (Table 4).
 {ablation_section(sorted([ck.name, twin.name]))}
+{interventions_section(res)}
 ### Degradation embedding → combination (the paper's Fig. 6 claim, as a number)
 A 5-nearest-neighbour classifier on standardised `trace(...).embedding` vectors, 5-fold
 cross-validation grouped by source photo, predicting which of the 7 combinations an image has

@@ -88,6 +88,42 @@ def decode(arr):
     return from_typed_array(arr)
 
 
+def viewer_lines(view: str) -> list[str]:
+    """The iteration viewer's step lines, k = 0..n, as text."""
+    return [re.sub(r"<[^>]+>", "", p) for p in re.findall(r'<p data-k="\d+"[^>]*>(.*?)</p>', view)]
+
+
+def check_viewer(view: str, tr) -> None:
+    """/panels' iteration viewer holds every k: the decoded image (JPEG), the change map (a
+    lossless PNG: equal up to the server's float rounding) and the step line; only the last k is
+    shown."""
+    import base64
+    import io
+
+    from viz.compact import compact_trace
+    from viz.images import change_frame
+    from viz.viewer import FRAME_QUALITY
+
+    ct = compact_trace(tr)
+    n = ct.n_iter - 1
+    frames = re.findall(r'<img data-k="(\d+)" src="data:image/jpeg;base64,([^"]+)"[^>]*>', view)
+    changes = re.findall(r'<img data-k="(\d+)" src="data:image/png;base64,([^"]+)"[^>]*>', view)
+    assert [int(k) for k, _ in frames] == [int(k) for k, _ in changes] == list(range(n + 1))
+    for k in range(n + 1):
+        got = read(io.BytesIO(base64.b64decode(frames[k][1])))
+        want = to_uint8(tr.iterations[k].image[0].permute(1, 2, 0).numpy())
+        buf = io.BytesIO()  # the error JPEG itself makes at that quality
+        Image.fromarray(want).save(buf, format="JPEG", quality=FRAME_QUALITY, subsampling=0)
+        jpeg_err = np.abs(read(buf).astype(int) - want).mean()
+        assert got.shape == want.shape and np.abs(got.astype(int) - want).mean() <= jpeg_err + 0.5
+        got = read(io.BytesIO(base64.b64decode(changes[k][1])))
+        assert np.abs(got.astype(int) - change_frame(ct, k)[0]).mean() < 1
+    assert len(re.findall(r"<img [^>]*hidden", view)) == 2 * n  # all but k = n's image and change map
+    lines = viewer_lines(view)
+    assert len(lines) == n + 1 and all(f"k = {k}" in line for k, line in enumerate(lines))
+    assert "(the output)" in lines[n] and "compared with the input" in lines[0]
+
+
 # ----------------------------------------------------------------------------- endpoints
 def test_every_endpoint_is_named(client):
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
@@ -153,8 +189,9 @@ def test_restore_then_every_panel(env, client, tmp_path):
         im_k, diff_k, md = client.predict(k, api_name="/step")
         close(read(im_k), to_uint8(tr.iterations[k].image[0].permute(1, 2, 0).numpy()))
         assert read(diff_k).shape == (44, 60, 3) and f"k = {k}" in md
-    k_sl, im_k, diff_k, md, curves, notes, info = client.predict(api_name="/panels")  # the shown panel
-    assert val(k_sl) == n and f"k = {n} (the output)" in md and "Data fidelity" in notes
+    k_sl, view, curves, notes, info = client.predict(api_name="/panels")  # the shown panel
+    assert val(k_sl) == n and "Data fidelity" in notes
+    check_viewer(view, tr)
     line = [t for t in plot_of(curves)["data"] if t.get("name") == "fidelity"][0]
     assert line["y"] == pytest.approx([it.fidelity for it in tr.iterations], rel=1e-4)
     sel = [t for t in plot_of(curves)["data"] if t.get("name") == "sel:fidelity"][0]
@@ -228,7 +265,8 @@ def test_degradation_lab_keeps_the_reference(env, client, tmp_path):
     assert "H + R + N" in md
     _, _, info = client.predict(handle_file(degraded), None, api_name="/restore")
     assert "degradation lab" in info and "PSNR" in info and "SSIM" in info and "follows" not in info
-    _, _, _, md, curves, notes, info = client.predict(api_name="/panels")
+    _, view, curves, notes, info = client.predict(api_name="/panels")
+    assert "PSNR" in viewer_lines(view)[-1]
     titles = json.dumps(plot_of(curves)["layout"].get("annotations", []))
     assert "PSNR vs clean reference" in titles and "**PSNR**" in notes and "SSIM" in info
 

@@ -539,3 +539,209 @@ def test_evaluate_awgn(tmp_path, tiny_weights):
     assert abs(res["brightness"]["input"]["combos"]["awgn25"]["bias"]) < 1.0
     assert "| awgn25 | Average |" in to_markdown(res) and "classical" not in res
     assert res["meta"]["n_images"] == 3 and "AWGN sigma 25" in res["meta"]["data"]
+
+
+# ---------------------------------------------------------------- interventions
+def _script(name: str):
+    """A module of scripts/ (they are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1]
+                                                  / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _perturbed(conv_type: str, seed: int = 0) -> torch.nn.Module:
+    """A tiny random model whose zero-initialised residual scales are not zero, so that every
+    intervention has something to change."""
+    torch.manual_seed(seed)
+    model = interir.build_model("tiny", n_blocks=1, channels=8, conv_type=conv_type)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def all_combos_dir(tmp_path_factory) -> Path:
+    from interir.data.degrade import COMBOS
+
+    root = tmp_path_factory.mktemp("ivset")
+    _write_set(root, list(reversed(COMBOS)), n=1, size=32, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def iv_results(all_combos_dir) -> dict:
+    from interir.eval import evaluate_interventions
+
+    return {kind: evaluate_interventions(_perturbed(kind), all_combos_dir)
+            for kind in ("explain", "standard")}
+
+
+def test_interventions_every_combination(iv_results):
+    from interir.data.degrade import COMBOS
+    from interir.eval import interventions_markdown
+
+    res = iv_results["explain"]
+    assert list(res["combos"]) == list(COMBOS)  # all seven, in COMBOS order
+    assert res["applicable"] == {"uniform_attention": True, "zero_multiplier": True}
+    assert res["meta"]["n_images"] == len(COMBOS)
+    for entry in res["combos"].values():
+        assert entry["n"] == 1
+        for name in ("uniform_attention", "zero_multiplier"):
+            b = entry[name]
+            assert b["delta_psnr"] == pytest.approx(b["psnr"] - entry["none"]["psnr"])
+            assert 0.0 <= b["mean_abs_change"] <= b["max_abs_change"] <= 255.0
+    for name in ("uniform_attention", "zero_multiplier"):  # average: the mean over combos
+        vals = [e[name]["delta_psnr"] for e in res["combos"].values()]
+        assert res["average"][name]["delta_psnr"] == pytest.approx(np.mean(vals))
+    md = interventions_markdown(res)
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ")][1:]
+    assert [r.split("|")[1].strip() for r in rows] == [combo_label(c) for c in COMBOS] + ["Average"]
+    assert all(r.count("|") == 9 for r in rows) and "n/a" not in md
+
+
+def test_interventions_match_direct_computation(iv_results, all_combos_dir):
+    from interir.interventions import uniform_attention, zero_multiplier
+
+    model = _perturbed("explain")
+    inp = load_image(all_combos_dir / "haze" / "input" / "img0.png")
+    tgt = load_image(all_combos_dir / "haze" / "target" / "img0.png")
+    x = torch.from_numpy(inp).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        base = model(x).clamp(0, 1)
+        with zero_multiplier(model):
+            zero = model(x).clamp(0, 1)
+        with uniform_attention(model):
+            flat = model(x).clamp(0, 1)
+    e = iv_results["explain"]["combos"]["haze"]
+    assert e["none"]["psnr"] == pytest.approx(psnr(base, tgt), abs=1e-9)
+    assert e["zero_multiplier"]["psnr"] == pytest.approx(psnr(zero, tgt), abs=1e-9)
+    assert e["zero_multiplier"]["mean_abs_change"] == pytest.approx(
+        float((zero - base).abs().mean()) * 255, rel=1e-5)
+    assert e["uniform_attention"]["max_abs_change"] == pytest.approx(
+        float((flat - base).abs().max()) * 255, rel=1e-5)
+
+
+def test_zero_multiplier_changes_an_explainable_model(iv_results):
+    avg = iv_results["explain"]["average"]["zero_multiplier"]
+    assert avg["mean_abs_change"] > 0.01 and avg["max_abs_change"] > 0.1
+    assert any(e["zero_multiplier"]["delta_psnr"] != 0.0
+               for e in iv_results["explain"]["combos"].values())
+
+
+def test_uniform_attention_is_not_applicable_to_standard_convs(iv_results, all_combos_dir):
+    from interir.eval import interventions_markdown
+    from interir.interventions import applies, uniform_attention
+
+    res = iv_results["standard"]
+    assert res["applicable"] == {"uniform_attention": False, "zero_multiplier": True}
+    assert res["average"]["uniform_attention"] is None
+    assert all(e["uniform_attention"] is None for e in res["combos"].values())
+    assert res["average"]["zero_multiplier"]["mean_abs_change"] > 0.01  # Λ = 0 still acts
+    md = interventions_markdown(res)
+    assert md.count("| n/a | n/a | n/a |") == 8  # 7 combos + average
+    assert "nothing to act on" in md
+    # and it really does nothing there: the hook has no attention map to replace
+    model = _perturbed("standard")
+    assert not applies(model, "uniform_attention") and applies(model, "zero_multiplier")
+    x = torch.from_numpy(load_image(all_combos_dir / "rain" / "input" / "img0.png")).permute(2, 0, 1)
+    with torch.inference_mode():
+        base = model(x[None])
+        with uniform_attention(model):
+            assert torch.equal(model(x[None]), base)
+    with pytest.raises(ValueError, match="unknown intervention"):
+        applies(model, "nope")
+
+
+def test_interventions_json_round_trip(iv_results):
+    from interir.eval import interventions_markdown
+
+    for res in iv_results.values():
+        back = json.loads(to_json({"interventions": res}))["interventions"]
+        assert back == res
+        assert interventions_markdown(back) == interventions_markdown(res)
+
+
+def test_interventions_errors(all_combos_dir, tmp_path):
+    from interir.eval import evaluate_interventions
+
+    with pytest.raises(InterIRError, match="InterIR"):
+        evaluate_interventions(torch.nn.Identity(), all_combos_dir)
+    with pytest.raises(InterIRError, match="max_images"):
+        evaluate_interventions(_perturbed("explain"), all_combos_dir, max_images=0)
+    with pytest.raises(InterIRError, match="does not exist"):
+        evaluate_interventions(_perturbed("explain"), tmp_path / "missing")
+
+
+def test_model_card_interventions_section(iv_results):
+    cards = _script("write_model_cards")
+    ex = cards.interventions_section({"interventions": iv_results["explain"]})
+    assert ex.startswith("### Interventions") and "| Average |" in ex
+    assert "**Uniform attention**: ΔPSNR" in ex and "**Λ = 0**: ΔPSNR" in ex
+    std = cards.interventions_section({"interventions": iv_results["standard"]})
+    assert "**Uniform attention**: not applicable" in std and "| n/a |" in std
+    assert "Not measured yet" in cards.interventions_section({})
+    # an effect below 1/255 and 0.1 dB everywhere is called what it is
+    tiny = json.loads(json.dumps(iv_results["explain"]))
+    for e in list(tiny["combos"].values()) + [tiny["average"]]:
+        e["uniform_attention"].update(mean_abs_change=0.3, delta_psnr=0.02)
+    line = cards._effect_line("uniform_attention", tiny)
+    assert "Mean change below 1/255 on every combination" in line
+    assert "|ΔPSNR| below 0.1 dB on every combination" in line and "does nothing" in line
+    first = next(iter(tiny["combos"].values()))
+    first["uniform_attention"].update(mean_abs_change=5.0, delta_psnr=-1.0)
+    line = cards._effect_line("uniform_attention", tiny)
+    assert "does nothing" not in line and "every combination" not in line.split(";")[0]
+    assert "Mean change below 1/255 on H + R, " in line  # the other six combos are listed
+    for e in tiny["combos"].values():
+        e["uniform_attention"].update(mean_abs_change=5.0, delta_psnr=-1.0)
+    line = cards._effect_line("uniform_attention", tiny)
+    assert "at least 1/255 on every combination" in line and "at least 0.1 dB on every" in line
+
+
+def test_evaluate_checkpoints_update_adds_interventions(tmp_path, all_combos_dir, capsys):
+    script = _script("evaluate_checkpoints")
+    ck = tmp_path / "ck"
+    interir.save_pretrained(_perturbed("explain"), ck)
+    res = evaluate(interir.load_pretrained(ck), all_combos_dir, include_classical=False,
+                   weights=str(ck))
+    (ck / "eval.json").write_text(to_json(res))
+    old_md = script.render(str(ck), json.loads(to_json(res)))
+    args = script.argparse.Namespace(checkpoints=[str(ck)], iterations=False, awgn_clean=None,
+                                     interventions=True)
+    script.update(args, all_combos_dir)
+    new = json.loads((ck / "eval.json").read_text())
+    assert {k: v for k, v in new.items() if k != "interventions"} == json.loads(to_json(res))
+    assert new["interventions"]["combos"]["haze"]["none"]["psnr"] == pytest.approx(
+        res["combos"]["haze"]["psnr"], abs=1e-9)
+    md = (ck / "eval.md").read_text()
+    assert md.startswith(old_md.rstrip("\n")) and "| Combination | no intervention |" in md
+    # the card's evaluation table leaves the interventions to their own section
+    cards = _script("write_model_cards")
+    table = cards.table(new | {"_dir": str(ck)})
+    assert "no intervention" not in table and "Degraded input" in table
+    # a model row that the forward does not reproduce is refused; so is --update with nothing
+    new["combos"]["haze"]["psnr"] += 1.0
+    (ck / "eval.json").write_text(to_json(new))
+    with pytest.raises(SystemExit, match="differs"):
+        script.update(args, all_combos_dir)
+    with pytest.raises(SystemExit, match="needs a block"):
+        script.update(script.argparse.Namespace(checkpoints=[str(ck)], iterations=False,
+                                                awgn_clean=None, interventions=False),
+                      all_combos_dir)
+
+
+def test_cli_eval_interventions(tmp_path, all_combos_dir, capsys):
+    ck = tmp_path / "std"
+    interir.save_pretrained(_perturbed("standard"), ck)
+    j = tmp_path / "iv.json"
+    assert main(["eval", "--weights", str(ck), "--data", str(all_combos_dir), "--no-classical",
+                 "--max-images", "1", "--interventions", "--json", str(j)]) == 0
+    out = capsys.readouterr().out
+    assert "| Combination | no intervention | Uniform attention |" in out and "| n/a |" in out
+    iv = json.loads(j.read_text())["interventions"]
+    assert iv["applicable"]["uniform_attention"] is False and len(iv["combos"]) == 7

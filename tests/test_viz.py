@@ -489,3 +489,68 @@ def test_reference_set_is_built_found_and_checked_by_the_package(tmp_path, monke
     capsys.readouterr()
     assert main(["build-reference", "--weights", str(tmp_path / "w"), "--out", str(tmp_path / "r.txt")]) == 2
     assert ".npz" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the iteration viewer
+def _decode_uri(uri: str) -> np.ndarray:
+    import base64
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+
+
+def test_indexed_png_is_the_colour_mapped_levels_exactly():
+    from viz.images import colormap, indexed_png_data_uri
+
+    levels = np.random.default_rng(0).integers(0, 256, (23, 37)).astype(np.uint8)
+    uri = indexed_png_data_uri(levels, "magma")
+    assert uri.startswith("data:image/png;base64,")
+    np.testing.assert_array_equal(_decode_uri(uri), colormap("magma")[levels])
+
+
+def test_diff_levels_index_the_colour_map_of_diff_image():
+    from viz.images import colormap, diff_levels
+
+    rng = np.random.default_rng(1)
+    a, b = (rng.integers(0, 256, (16, 24, 3)).astype(np.uint8) for _ in range(2))
+    for scale, gamma in ((None, 1.0), (0.2, 0.5)):
+        levels, s1 = diff_levels(a, b, scale, gamma)
+        rgb, s2 = diff_image(a, b, scale, gamma=gamma)
+        assert s1 == s2 and levels.dtype == np.uint8
+        np.testing.assert_array_equal(colormap("magma")[levels], rgb)
+
+
+def test_iteration_viewer_holds_every_k_and_shows_one():
+    from viz.images import change_frame
+    from viz.text import step_text
+    from viz.viewer import frame_uris, iteration_viewer
+
+    ct = compact_trace(fake_trace(n_iter=4))
+    frames = [frame_uris(ct, k) for k in range(4)]
+    for k, (img, change) in enumerate(frames):
+        assert img.startswith("data:image/jpeg") and change.startswith("data:image/png")
+        np.testing.assert_array_equal(_decode_uri(change), change_frame(ct, k)[0])  # lossless
+        err = [np.abs(_decode_uri(img).astype(int) - ct.images[j]).mean() for j in range(4)]
+        assert int(np.argmin(err)) == k and err[k] < 0.5 * min(e for j, e in enumerate(err) if j != k)
+    texts = [step_text(ct, k) for k in range(4)]
+    assert texts[3].startswith("**k = 3 (the output)**") and "compared with the input" in texts[0]
+    view = iteration_viewer(frames, texts, 1)
+    for pane in ("img-k", "diff-k", "step-info"):
+        assert view.count(f'id="{pane}"') == 1
+    shown = re.findall(r'<(?:img|p) data-k="(\d)"(?![^>]*hidden)', view)
+    assert shown == ["1", "1", "1"]  # iteration 1's image, change map and step line
+    assert len(re.findall(r'data-k="\d"[^>]*hidden', view)) == 3 * 3
+    assert "<strong>k = 1</strong>" in view and "|Δ|" in view
+    assert iteration_viewer(frames, texts).count('data-k="3" src') == 2  # default: the last k
+    with pytest.raises(ValueError, match="4 frames but 3"):
+        iteration_viewer(frames, texts[:3])
+
+
+def test_iteration_viewer_escapes_text_and_has_an_empty_state():
+    from viz.viewer import EMPTY, iteration_viewer, step_html
+
+    assert step_html("**a < b** & <script>") == "<strong>a &lt; b</strong> &amp; &lt;script&gt;"
+    empty = iteration_viewer([], [])
+    assert "<img" not in empty and empty.count(EMPTY) == 2 and 'id="step-info"' in empty

@@ -13,7 +13,8 @@ from PIL import Image, ImageDraw
 __all__ = ["colormap", "apply_colormap", "diff_image", "upsample_nearest", "mask_overlay",
            "channel_grid", "fit_pca", "pca_rgb", "resize_max", "thumbnail", "png_data_uri",
            "png_bytes", "jpeg_data_uri", "label_image", "heat_overlay", "upscale_to", "change_scales",
-           "change_frame", "pretty_bytes"]
+           "change_frame", "change_levels", "colour_levels", "diff_levels", "indexed_png_data_uri",
+           "pretty_bytes"]
 
 
 @lru_cache(maxsize=16)
@@ -25,20 +26,24 @@ def colormap(name: str) -> np.ndarray:
     return (lut * 255.0 + 0.5).astype(np.uint8)
 
 
+def colour_levels(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """A float array as uint8 indices into a 256-colour map: ``lo`` -> 0, ``hi`` -> 255."""
+    span = hi - lo if hi > lo else 1.0
+    return np.clip((np.nan_to_num(values.astype(np.float32)) - lo) / span * 255.0, 0, 255).astype(np.uint8)
+
+
 def apply_colormap(values: np.ndarray, lo: float, hi: float, name: str = "magma") -> np.ndarray:
     """Map a 2-D float array to RGB with ``lo`` -> first colour, ``hi`` -> last colour."""
-    span = hi - lo if hi > lo else 1.0
-    idx = np.clip((np.nan_to_num(values.astype(np.float32)) - lo) / span * 255.0, 0, 255)
-    return colormap(name)[idx.astype(np.uint8)]
+    return colormap(name)[colour_levels(values, lo, hi)]
 
 
-def diff_image(current: np.ndarray, previous: np.ndarray, scale: float | None = None,
-               cmap: str = "magma", gamma: float = 1.0) -> tuple[np.ndarray, float]:
-    """|current − previous| averaged over RGB (0–1 scale), colour-mapped.
+def diff_levels(current: np.ndarray, previous: np.ndarray, scale: float | None = None,
+                gamma: float = 1.0) -> tuple[np.ndarray, float]:
+    """|current − previous| averaged over RGB (0–1 scale) as uint8 colour-map indices.
 
     ``scale`` is the value shown at full brightness (default: the 99.5th percentile, at least
-    1/255); ``gamma`` < 1 brightens small changes (colour = (d / scale) ** gamma). Returns the
-    RGB image and the scale used, so a caption can state it.
+    1/255); ``gamma`` < 1 brightens small changes (level = (d / scale) ** gamma). Returns the
+    levels and the scale used, so a caption can state it.
     """
     a = current.astype(np.float32) / (255.0 if current.dtype == np.uint8 else 1.0)
     b = previous.astype(np.float32) / (255.0 if previous.dtype == np.uint8 else 1.0)
@@ -48,7 +53,14 @@ def diff_image(current: np.ndarray, previous: np.ndarray, scale: float | None = 
     v = np.clip(d / scale, 0.0, 1.0)
     if gamma != 1.0:
         v = v ** gamma
-    return apply_colormap(v, 0.0, 1.0, cmap), float(scale)
+    return colour_levels(v, 0.0, 1.0), float(scale)
+
+
+def diff_image(current: np.ndarray, previous: np.ndarray, scale: float | None = None,
+               cmap: str = "magma", gamma: float = 1.0) -> tuple[np.ndarray, float]:
+    """:func:`diff_levels` colour-mapped: the RGB image and the scale used."""
+    levels, scale = diff_levels(current, previous, scale, gamma)
+    return colormap(cmap)[levels], scale
 
 
 def upsample_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -213,11 +225,24 @@ def png_data_uri(img: np.ndarray, compress_level: int = 6) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(img, compress_level)).decode("ascii")
 
 
-def jpeg_data_uri(img: np.ndarray, quality: int = 88) -> str:
-    """A ``data:image/jpeg;base64,...`` URI (smaller, for previews where exact pixels don't matter)."""
+def jpeg_data_uri(img: np.ndarray, quality: int = 88, full_chroma: bool = False) -> str:
+    """A ``data:image/jpeg;base64,...`` URI (smaller, for previews where exact pixels don't matter);
+    ``full_chroma`` keeps colour at full resolution (4:4:4) instead of 4:2:0."""
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality, subsampling=0 if full_chroma else -1)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def indexed_png_data_uri(levels: np.ndarray, cmap: str = "magma", compress_level: int = 6) -> str:
+    """A lossless ``data:image/png`` URI of a colour-mapped image, stored as its uint8 levels
+    and the 256-colour map (a palette PNG: a third of the RGB data, same pixels as
+    ``colormap(cmap)[levels]``)."""
+    levels = np.ascontiguousarray(levels, dtype=np.uint8)
+    im = Image.frombytes("P", (levels.shape[1], levels.shape[0]), levels.tobytes())
+    im.putpalette(colormap(cmap).tobytes())
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=compress_level)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def label_image(img: np.ndarray, text: str) -> np.ndarray:
@@ -248,12 +273,18 @@ def change_scales(ct: Any) -> tuple[float, float]:
     return ct.memo("change_scales", compute)
 
 
-def change_frame(ct: Any, k: int) -> tuple[np.ndarray, float]:
-    """The colour-mapped change |I_k − I_(k−1)| (k = 0: from the input), square-root scale; and
-    the scale used (see :func:`change_scales`)."""
+def change_levels(ct: Any, k: int) -> tuple[np.ndarray, float]:
+    """The change |I_k − I_(k−1)| (k = 0: from the input) on a square-root scale, as uint8
+    levels of the colour map; and the scale used (see :func:`change_scales`)."""
     first, rest = change_scales(ct)
     prev = ct.input if k == 0 else ct.images[k - 1]
-    return diff_image(ct.images[k], prev, scale=first if k == 0 else rest, gamma=0.5)
+    return diff_levels(ct.images[k], prev, scale=first if k == 0 else rest, gamma=0.5)
+
+
+def change_frame(ct: Any, k: int) -> tuple[np.ndarray, float]:
+    """:func:`change_levels` colour-mapped (magma): the RGB image and the scale used."""
+    levels, scale = change_levels(ct, k)
+    return colormap("magma")[levels], scale
 
 
 def pretty_bytes(n: int) -> str:

@@ -1,5 +1,6 @@
 """The explanations shown above each panel, shared by the app and the HTML report (Markdown with
-``$...$`` maths), and :func:`curve_notes`, which says in words what each iteration curve does."""
+``$...$`` maths), :func:`curve_notes`, which says in words what each iteration curve does, and
+:func:`step_text`, the line under the iteration frames."""
 from __future__ import annotations
 
 from typing import Any
@@ -140,3 +141,22 @@ def curve_notes(ct: Any) -> str:
     if ct.psnr is None:
         lines.append("No clean reference: PSNR and SSIM need the degradation lab, an example or a reference.")
     return "  \n".join(lines)
+
+
+def step_text(ct: Any, k: int) -> str:
+    """The line under iteration k's frames (Markdown): the curves' values at k and the change
+    map's colour scale."""
+    from .images import change_scales
+
+    first, rest = change_scales(ct)
+    scale = first if k == 0 else rest
+    last = " (the output)" if k == ct.n_iter - 1 else ""
+    what = "k = 0 is compared with the input, on its own scale" if k == 0 else "same scale for every k ≥ 1"
+    md = (f"**k = {k}{last}** · fidelity {ct.fidelity[k]:.4g} · relative step {ct.step_norm[k]:.4g}"
+          f" · change: mean |Δ| over RGB, square-root colour scale, brightest = {scale * 255:.1f}/255"
+          f" or more ({what})")
+    if ct.psnr is not None:
+        md += f" · PSNR {ct.psnr[k]:.2f} dB"
+        if ct.ssim is not None and np.isfinite(ct.ssim[k]):
+            md += f" · SSIM {ct.ssim[k]:.3f}"
+    return md

@@ -1,6 +1,7 @@
 """``interir eval``: PSNR / SSIM of a checkpoint on paired test folders, printed as a
 Table-1-style markdown table (model, degraded input, classical DCP + NLM baseline), then the
-brightness bias per combination and, with ``--iterations``, the per-iteration behaviour."""
+brightness bias per combination, with ``--iterations`` the per-iteration behaviour and with
+``--interventions`` the effect of uniform attention and of Λ = 0 per combination."""
 from __future__ import annotations
 
 import argparse
@@ -58,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", action="store_true",
                         help="also trace every image: early-exit PSNR and relative data "
                              "residual over the iterations, and how often they are monotone")
+    parser.add_argument("--interventions", action="store_true",
+                        help="also measure the effect of each intervention (uniform attention, "
+                             "Λ = 0) per combo: PSNR/SSIM change and mean output change")
 
 
 def _check_output(path: str | None, flag: str) -> None:
@@ -97,7 +101,8 @@ def _device(name: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation and print / write the table."""
-    from ..eval import (brightness_markdown, evaluate, iterations_markdown, to_json, to_markdown,
+    from ..eval import (brightness_markdown, evaluate, evaluate_interventions,
+                        interventions_markdown, iterations_markdown, to_json, to_markdown,
                         write_text_atomic)
 
     data = Path(args.data)
@@ -134,6 +139,11 @@ def run(args: argparse.Namespace) -> int:
     table = to_markdown(result) + "\n" + brightness_markdown(result)
     if args.iterations:
         table += "\n" + iterations_markdown(result)
+    if args.interventions:
+        result["interventions"] = evaluate_interventions(
+            model, data, y_channel=args.y_channel, crop_border=args.crop_border, device=device,
+            max_images=args.max_images, progress=progress)
+        table += "\n" + interventions_markdown(result["interventions"])
     if args.json:
         write_text_atomic(args.json, to_json(result))
     if args.markdown:
