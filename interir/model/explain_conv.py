@@ -203,9 +203,11 @@ class ExplainConv2d(nn.Module):
         return (w * a).reshape(b * self.out_channels, cin_g, kh, kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attn = self.attention(self.mask(x)) if not self._fused_mask_pool(x) else \
-            KernelAttention.softmax(_SurrogatePool.apply(x, self.mask.tau, self.mask.temperature,
-                                                         self.kernel_size))
+        if self._fused_mask_pool(x):   # Eqs. 16-17 as one node, then Eq. 18
+            pooled = _SurrogatePool.apply(x, self.mask.tau, self.mask.temperature, self.kernel_size)
+            attn = KernelAttention.softmax(pooled)
+        else:
+            attn = self.attention(self.mask(x))
         b, _, h, w = x.shape
         weight = self.modulated_weight(attn).to(x.dtype)
         bias = None if self.bias is None else self.bias.to(x.dtype)
