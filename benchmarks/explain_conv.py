@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))   # this tree's interir, not an installed one
 from _timing import timeit_interleaved  # noqa: E402
 
 from interir import ExplainConv2d  # noqa: E402

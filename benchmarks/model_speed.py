@@ -38,17 +38,21 @@ MODELS = {"tiny": {"preset": "tiny"},
 
 
 # --------------------------------------------------------------------------- worker (one tree)
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 def _time(fn: Callable[[], Any], sync: Callable[[], None], warmup: int, reps: int,
-          min_time: float) -> float:
+          min_time: float, clock: str = "wall") -> float:
     for _ in range(warmup):
         fn()
     sync()
+    tick = CLOCK[clock]
     best, start, n = float("inf"), time.perf_counter(), 0
     while n < reps or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
+        t0 = tick()
         fn()
         sync()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, tick() - t0)
         n += 1
     return best
 
@@ -78,10 +82,11 @@ def worker(args: argparse.Namespace) -> None:
                     model(x)
 
             if "forward" in cases:
-                out[f"{name}/forward"] = _time(forward, sync, args.warmup, args.reps, args.min_time)
+                out[f"{name}/forward"] = _time(forward, sync, args.warmup, args.reps, args.min_time,
+                                               args.clock)
             if "trace" in cases:
                 out[f"{name}/trace"] = _time(lambda: interir.trace(model, x), sync, args.warmup,
-                                             args.reps, args.min_time)
+                                             args.reps, args.min_time, args.clock)
         if "train" in cases:
             for amp in args.amp.split(","):
                 for comp in ([False, True] if args.compile == "both" else [args.compile == "on"]):
@@ -113,7 +118,8 @@ def _train_step_time(model: Any, args: argparse.Namespace, dev: Any, sync: Calla
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    return _time(step, sync, args.warmup + (3 if compile_ else 0), args.train_reps, args.min_time)
+    return _time(step, sync, args.warmup + (3 if compile_ else 0), args.train_reps, args.min_time,
+                 args.clock)
 
 
 # --------------------------------------------------------------------------- driver
@@ -129,7 +135,7 @@ def _export(rev: str, dest: Path) -> None:
 def _run_worker(src: Path, threads: int, args: argparse.Namespace) -> dict[str, float]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(src), "--threads", str(threads)]
     for opt in ("models", "cases", "size", "train_batch", "train_patch", "warmup", "reps", "train_reps",
-                "min_time", "device", "amp", "compile"):
+                "min_time", "device", "amp", "compile", "clock"):
         cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -161,6 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--amp", default="none", help="comma list of none,bf16 (training step)")
     ap.add_argument("--compile", default="off", choices=["off", "on", "both"],
                     help="torch.compile the training step")
+    ap.add_argument("--clock", default="wall", choices=sorted(CLOCK),
+                    help="wall: elapsed time; cpu: the worker's CPU time (all its threads), steadier "
+                         "than wall time on a busy machine for comparing trees at one thread")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -187,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
 def _report(results: dict, trees: dict, threads: list[int], args: argparse.Namespace) -> None:
     import torch
     print(f"device={args.device}  torch {torch.__version__}  size={args.size}²  train "
-          f"{args.train_batch}×{args.train_patch}²  repeats={args.repeats} (median of per-worker minima)")
+          f"{args.train_batch}×{args.train_patch}²  repeats={args.repeats} (median of per-worker minima)"
+          f"  clock={args.clock}")
     keys = sorted(results[("this", threads[0])][0])
     head = f"{'case':<24} {'thr':>3} " + " ".join(f"{n[:14]:>14}" for n in trees)
     if args.against:

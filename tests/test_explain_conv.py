@@ -117,3 +117,46 @@ def test_explain_unit_conv_type_builds_gained_convs():
     assert gains == {9.0}
     m2 = interir.build_model("tiny", n_blocks=1, channels=4)
     assert {mod.attention_gain for mod in m2.modules() if isinstance(mod, ExplainConv2d)} == {1.0}
+
+
+@pytest.mark.parametrize("shape,channels_last", [((1, 6, 128, 128), True), ((1, 6, 128, 128), False),
+                                                 ((3, 5, 13, 7), False), ((2, 4, 2, 1), True),
+                                                 ((1, 3, 9, 40), True)])
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 2)])
+def test_bool_mask_bin_means_equal_adaptive_avg_pool(shape, channels_last, kernel):
+    from interir.model.explain_conv import bin_means
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    mask = x >= 0.2
+    got = bin_means(mask, kernel)
+    assert got.shape == (shape[0], shape[1], *kernel) and got.dtype == torch.float32
+    assert torch.allclose(got, F.adaptive_avg_pool2d(mask.float(), kernel), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("batch,side,channels_last", [(3, 11, False), (1, 16, True)])
+def test_fused_mask_pool_node_equals_the_mask_then_pool_graph(batch, side, channels_last):
+    """With autograd and no hooks the conv runs Eqs. 16-17 as one node; a hook on the mask makes it
+    take the mask module (float mask, straight-through) and the pool: same values and gradients."""
+    torch.manual_seed(0)
+    conv = ExplainConv2d(6, 6, 3, padding=1, groups=6)
+    with torch.no_grad():
+        conv.mask.tau.normal_(0.0, 0.3)
+    x = torch.randn(batch, 6, side, side + 3)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    seen = []
+    results = []
+    for hooked in (False, True):
+        h = conv.mask.register_forward_hook(lambda m, a, out: seen.append(out.dtype)) if hooked else None
+        assert conv._fused_mask_pool(x.requires_grad_()) is not hooked
+        conv.zero_grad(set_to_none=True)
+        xg = x.detach().clone().requires_grad_()
+        (conv(xg) * torch.linspace(-1, 1, xg.numel()).view_as(xg)).sum().backward()
+        results.append((xg.grad, conv.mask.tau.grad.clone(), conv.weight.grad.clone()))
+        if h is not None:
+            h.remove()
+    assert seen == [torch.float32]              # the hooked run saw the float mask
+    for fused, plain in zip(*results):
+        assert float((fused - plain).norm() / plain.norm()) <= 1e-5
+    assert results[0][1].abs().sum() > 0

@@ -98,3 +98,24 @@ def test_learned_norm_scale_starts_as_unit_norm_and_scales_A_and_B(tmp_path):
     assert again.config["norm_scale"] == "learned" and float(again.init.norm_a.gain.detach()[0]) == 3.0
     with pytest.raises(ValueError, match="norm_scale"):
         interir.build_model("tiny", norm_scale="spectral")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_layernorm_and_simplegate_nodes_have_exact_gradients(channels_last):
+    """The closed-form LayerNorm backward and the one-buffer SimpleGate backward pass gradcheck
+    (float64, finite differences) and equal the written-out forms' values."""
+    from interir.model.epblock import LayerNorm2d, SimpleGate
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 5, 4, generator=g, dtype=torch.float64) * 3 + 1
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    norm = LayerNorm2d(6).double()
+    assert torch.autograd.gradcheck(norm.normalize, (x,))
+    assert torch.autograd.gradcheck(SimpleGate(), (x,))
+    with torch.no_grad():
+        mu = x.mean(1, keepdim=True)
+        ref = (x - mu) / torch.sqrt((x - mu).pow(2).mean(1, keepdim=True) + norm.eps)
+        assert torch.allclose(norm.normalize(x), ref)
+    assert torch.allclose(norm.normalize(x), ref) and norm.normalize(x).grad_fn is not None
+    assert torch.equal(SimpleGate()(x), x[:, :3] * x[:, 3:])

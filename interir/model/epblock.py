@@ -3,11 +3,13 @@ by the explainable convolution. Residual scales ``beta``/``gamma`` start at zero
 block is the identity (as in NAFNet)."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .explain_conv import ExplainConv2d
+from .explain_conv import ExplainConv2d, is_channels_last
 
 #: ``explain``: Eqs. 16-20 as printed. ``explain_unit``: the same with the attention rescaled by
 #: K² in Eq. 19 (W_b = W ⊙ K²·A_b), so a uniform attention leaves W unchanged; the same function
@@ -15,6 +17,47 @@ from .explain_conv import ExplainConv2d
 #: standard conv's pace. ``standard``: a plain depthwise conv (the ablation twin).
 CONV_TYPES = ("explain", "explain_unit", "standard")
 EXPLAIN_TYPES = ("explain", "explain_unit")
+
+
+class _Normalize(torch.autograd.Function):
+    """(x − μ)·rstd over dim 1 with the closed-form backward
+    rstd·(g − mean(g) − y·mean(g·y)): about half the passes of autograd's graph of the written-out
+    form (sub, square, two means, rsqrt, mul and their backward nodes)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:
+        d = x - x.mean(1, keepdim=True)
+        rstd = torch.rsqrt((d * d).mean(1, keepdim=True).add_(eps))
+        y = d.mul_(rstd)
+        ctx.save_for_backward(y, rstd)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        y, rstd = ctx.saved_tensors
+        mean_gy = (grad * y).mean(1, keepdim=True)
+        shift = grad.mean(1, keepdim=True).mul_(rstd).neg_()               # −rstd·mean(g)
+        return torch.addcmul(shift, grad, rstd).addcmul_(y, mean_gy.mul_(rstd), value=-1.0), None
+
+
+class _SimpleGate(torch.autograd.Function):
+    """x1·x2 of the two channel halves; the backward writes both halves' gradients into one
+    tensor (autograd's chunk backward would concatenate two separate ones: a copy)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        x1, x2 = x.chunk(2, dim=1)
+        return x1 * x2
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        half = x.shape[1] // 2
+        out = torch.empty_like(x)
+        torch.mul(grad, x[:, half:], out=out[:, :half])
+        torch.mul(grad, x[:, :half], out=out[:, half:])
+        return out
 
 
 class LayerNorm2d(nn.Module):
@@ -30,16 +73,13 @@ class LayerNorm2d(nn.Module):
         """(x − μ) / sqrt(σ² + eps) over the channels, without the affine part. (Two-pass
         variance: ``torch.var_mean`` over the channel dimension of NCHW is several times slower
         on the CPU, and E[x²] − μ² loses precision.)"""
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _Normalize.apply(x, self.eps)
         d = x - x.mean(1, keepdim=True)
-        rstd = torch.rsqrt((d * d).mean(1, keepdim=True).add_(self.eps))
-        return d * rstd if torch.is_grad_enabled() else d.mul_(rstd)   # d is needed by d·d's grad
+        return d.mul_(torch.rsqrt((d * d).mean(1, keepdim=True).add_(self.eps)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.bias.view(1, -1, 1, 1), self.normalize(x), self.weight.view(1, -1, 1, 1))
-
-
-def _channels_last(x: torch.Tensor) -> bool:
-    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def matmul1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -53,7 +93,7 @@ def matmul1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     b, c, h, w = x.shape
     if b == 1:
         w2 = weight if weight.dim() == 2 else weight[0]
-        rows = x.permute(0, 2, 3, 1).reshape(h * w, c) if _channels_last(x) else x.reshape(c, h * w).t()
+        rows = x.permute(0, 2, 3, 1).reshape(h * w, c) if is_channels_last(x) else x.reshape(c, h * w).t()
         if channels_last:
             y = torch.mm(rows, w2.t())                                   # (HW, O)
             y = y if bias is None else y.add_(bias)
@@ -85,6 +125,8 @@ class SimpleGate(nn.Module):
     """Split the channels in two halves and multiply them."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _SimpleGate.apply(x)
         x1, x2 = x.chunk(2, dim=1)
         return x1 * x2
 

@@ -62,9 +62,77 @@ class ThresholdMask(nn.Module):
         return _SurrogateStep.apply(x, self.tau, self.temperature)
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether a 4-D tensor is laid out channels-last (and not also plain contiguous)."""
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def adaptive_bins(size: int, k: int) -> list[tuple[int, int]]:
     """The [start, end) ranges of ``adaptive_avg_pool`` over ``size`` cells into ``k`` bins."""
     return [((i * size) // k, -((-(i + 1) * size) // k)) for i in range(k)]
+
+
+def bin_means(mask: torch.Tensor, kernel_size: tuple[int, int]) -> torch.Tensor:
+    """``adaptive_avg_pool2d(mask.float(), kernel_size)`` of a bool mask, counted on its bytes.
+
+    One reduction over the rows of each row bin (a sum over an outer dimension, vectorised for
+    NCHW and channels-last alike; int16 while a bin has fewer than 2¹⁵ rows), then the column
+    bins on the small (B, C, Kh, W) result. Exact: the counts are integers and the division is
+    the pool's."""
+    h, w = mask.shape[-2:]
+    rows, cols = adaptive_bins(h, kernel_size[0]), adaptive_bins(w, kernel_size[1])
+    cl = is_channels_last(mask)
+    ones = mask.view(torch.uint8).permute(0, 2, 3, 1) if cl else mask.view(torch.uint8)
+    hd, wd = (1, 2) if cl else (2, 3)                      # (B, H, W, C) or (B, C, H, W)
+    acc = torch.int16 if h < 2 ** 15 else torch.int32
+    per_row_bin = torch.stack([ones.narrow(hd, r0, r1 - r0).sum(hd, dtype=acc) for r0, r1 in rows], hd)
+    counts = torch.stack([per_row_bin.narrow(wd, c0, c1 - c0).sum(wd, dtype=torch.int32)
+                          for c0, c1 in cols], wd)
+    counts = counts.permute(0, 3, 1, 2) if cl else counts
+    area = torch.tensor([[(r1 - r0) * (c1 - c0) for c0, c1 in cols] for r0, r1 in rows],
+                        dtype=torch.float32, device=mask.device)
+    return counts.to(torch.float32) / area
+
+
+def bin_matrix(size: int, k: int, like: torch.Tensor) -> torch.Tensor:
+    """(size, k): 1 / |bin j| where cell i lies in adaptive-pool bin j, else 0 (the pool's
+    adjoint along one axis)."""
+    m = torch.zeros(size, k, dtype=like.dtype, device=like.device)
+    for j, (a, b) in enumerate(adaptive_bins(size, k)):
+        m[a:b, j] = 1.0 / (b - a)
+    return m
+
+
+class _SurrogatePool(torch.autograd.Function):
+    """``adaptive_avg_pool2d(1[x ≥ τ])`` with the straight-through gradient of
+    :class:`_SurrogateStep`, as one node (training): the forward counts a bool mask instead of
+    writing a float one and pooling it; the backward spreads the pooled gradient back with two
+    small products (the pool is separable) and applies σ'((x − τ)/T)/T in place."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, tau: torch.Tensor, temperature: float,
+                kernel_size: tuple[int, int]) -> torch.Tensor:
+        ctx.save_for_backward(x, tau)
+        ctx.temperature = temperature
+        return bin_means(x >= tau.view(1, -1, 1, 1).to(x.dtype), kernel_size).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, tau = ctx.saved_tensors
+        (h, w), (kh, kw) = x.shape[-2:], grad.shape[-2:]
+        t = ctx.temperature
+        spread = bin_matrix(h, kh, x) @ (grad.to(x.dtype) / t) @ bin_matrix(w, kw, x).t()  # pool adjoint / T
+        s = torch.sub(x, tau.view(1, -1, 1, 1).to(x.dtype)).mul_(1.0 / t).sigmoid_()
+        grad_x = s.addcmul_(s, s, value=-1.0).mul_(spread)              # σ(u)(1 − σ(u)) · spread
+        grad_tau = -grad_x.sum((0, 2, 3)).to(tau.dtype) if ctx.needs_input_grad[1] else None
+        return (grad_x if ctx.needs_input_grad[0] else None), grad_tau, None, None
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether a forward (pre-)hook would see this module's call (the trace, interventions)."""
+    from torch.nn.modules import module as mod
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or mod._global_forward_hooks or mod._global_forward_pre_hooks)
 
 
 class KernelAttention(nn.Module):
@@ -78,22 +146,16 @@ class KernelAttention(nn.Module):
         """Mean of M over each of the K×K adaptive-pooling bins, (B, C, Kh, Kw) float."""
         if mask.dtype != torch.bool:
             return F.adaptive_avg_pool2d(mask, self.kernel_size)
-        # A binary mask: count the ones in each bin on the bytes themselves (no float copy):
-        # per row within each column bin, then per row bin. Exact: the counts are integers and
-        # the division is the same as the pool's.
-        h, w = mask.shape[-2:]
-        rows, cols = adaptive_bins(h, self.kernel_size[0]), adaptive_bins(w, self.kernel_size[1])
-        ones = mask.view(torch.uint8)
-        per_row = torch.stack([ones[..., c0:c1].sum(-1, dtype=torch.int32) for c0, c1 in cols], -1)
-        counts = torch.stack([per_row[..., r0:r1, :].sum(-2) for r0, r1 in rows], -2)
-        area = torch.tensor([[(r1 - r0) * (c1 - c0) for c0, c1 in cols] for r0, r1 in rows],
-                            dtype=torch.float32, device=mask.device)
-        return counts.to(torch.float32) / area
+        return bin_means(mask, self.kernel_size)
+
+    @staticmethod
+    def softmax(pooled: torch.Tensor) -> torch.Tensor:  # Eq. 18
+        """Softmax of the pooled mask over the K×K positions of each channel."""
+        b, c, kh, kw = pooled.shape
+        return torch.softmax(pooled.reshape(b, c, kh * kw), dim=-1).reshape(b, c, kh, kw)
 
     def forward(self, mask: torch.Tensor) -> torch.Tensor:
-        pooled = self.pool(mask)
-        b, c, kh, kw = pooled.shape
-        return torch.softmax(pooled.reshape(b, c, kh * kw), dim=-1).reshape(b, c, kh, kw)  # Eq. 18
+        return self.softmax(self.pool(mask))
 
 
 class ExplainConv2d(nn.Module):
@@ -141,7 +203,11 @@ class ExplainConv2d(nn.Module):
         return (w * a).reshape(b * self.out_channels, cin_g, kh, kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attn = self.attention(self.mask(x))
+        if self._fused_mask_pool(x):   # Eqs. 16-17 as one node, then Eq. 18
+            pooled = _SurrogatePool.apply(x, self.mask.tau, self.mask.temperature, self.kernel_size)
+            attn = KernelAttention.softmax(pooled)
+        else:
+            attn = self.attention(self.mask(x))
         b, _, h, w = x.shape
         weight = self.modulated_weight(attn).to(x.dtype)
         bias = None if self.bias is None else self.bias.to(x.dtype)
@@ -151,6 +217,11 @@ class ExplainConv2d(nn.Module):
                      None if bias is None else bias.repeat(b),
                      stride=self.stride, padding=self.padding, groups=b * self.groups)
         return y.view(b, self.out_channels, y.shape[-2], y.shape[-1])
+
+    def _fused_mask_pool(self, x: torch.Tensor) -> bool:
+        """With autograd and nobody hooking M or A: Eqs. 16-17 as one node (no float mask)."""
+        return (torch.is_grad_enabled() and (x.requires_grad or self.mask.tau.requires_grad)
+                and not (_hooked(self.mask) or _hooked(self.attention)))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
