@@ -1,4 +1,4 @@
-"""The shipped checkpoints load and restore better than their input (fast, deterministic)."""
+"""The shipped checkpoints (and the n = 6 milestone) load and restore better than their input (fast, deterministic)."""
 import numpy as np
 import pytest
 import torch
@@ -6,9 +6,9 @@ import torch
 import interir
 from interir.data.degrade import degrade
 from interir.metrics import psnr
-from interir.weights import repo_root
+from interir.weights import DEFAULT_CHECKPOINT, repo_root
 
-SHIPPED = ["interir-tiny", "interir-tiny-stdconv"]
+SHIPPED = ["interir-n6", "interir-tiny", "interir-tiny-stdconv"]
 
 
 def clean_image(size: int = 96) -> torch.Tensor:
@@ -37,8 +37,9 @@ def test_shipped_checkpoint_restores_better_than_input(name):
     assert min(gains) > 0.0, gains
 
 
-def test_default_checkpoint_is_the_tiny_explainable_model():
+def test_default_checkpoint_is_explainable_and_small():
     path = interir.default_checkpoint()
-    assert path is not None and path.name == "interir-tiny"
+    assert path is not None and path.name == DEFAULT_CHECKPOINT
+    assert interir.load_pretrained(path).config["conv_type"] == "explain"
     size = (path / "model.safetensors").stat().st_size
     assert size <= 10 * 1024 * 1024
