@@ -284,7 +284,7 @@ LINEAGE = "lineage.json"
 
 
 def is_legacy(ck: Path) -> bool:
-    """The session-2/3 pair: its cards keep the layout they were published with."""
+    """The session-2/3 pair: its lineage and history come from its committed session-2 log."""
     return (ck / LEGACY_LOG).is_file()
 
 
@@ -427,10 +427,8 @@ def role(ck: Path, cfg: dict, twin: Path | None) -> str:
             f"`checkpoints/{default}`); `--weights {ck.as_posix()}` or `INTERIR_WEIGHTS` selects it")
 
 
-def model_rows(ck: Path, cfg: dict, cfg_path: str) -> str:
-    """The Model table rows beyond the published layout: steps on the slider, Norm, deep supervision."""
-    if is_legacy(ck):
-        return ""
+def model_rows(cfg: dict, cfg_path: str) -> str:
+    """The Model table rows beyond the basics: steps on the slider, Norm, deep supervision."""
     n = cfg["n_blocks"]
     norm = cfg.get("norm_scale", "unit")
     norm_text = ("`learned`: Frobenius normalisation times a learned per-channel gain ρ (init 1), "
@@ -444,10 +442,8 @@ def model_rows(ck: Path, cfg: dict, cfg_path: str) -> str:
             f"| deep supervision | {ds} |\n")
 
 
-def steps_section(ck: Path, res: dict, n: int) -> str:
+def steps_section(res: dict, n: int) -> str:
     """The per-iteration summary for the slider (eval.json "iterations") and the brightness bias."""
-    if is_legacy(ck):
-        return ""
     head = f"\n### Step by step: the n + 1 = {n + 1} iterations on the explorer's slider\n"
     it = res.get("iterations")
     if it is None:
@@ -585,7 +581,7 @@ multi-degradation restoration (haze + rain + noise, all seven combinations). Thi
 | parameters | {cx['params']:,} |
 | multiply-adds at 256² | {cx['macs'] / 1e9:.2f} G |
 | files | `config.json`, `model.safetensors` ({(ck / 'model.safetensors').stat().st_size / 1e6:.2f} MB) |
-{model_rows(ck, cfg, cfg_path)}
+{model_rows(cfg, cfg_path)}
 How the paper's operators are read (see docs/design.md and the comments in `interir/model/`):
 {INTERPRETATION}
 
@@ -598,7 +594,7 @@ How the paper's operators are read (see docs/design.md and the comments in `inte
 
 Output gain over the degraded input: {gain:+.2f} dB on average; better than the classical
 pipeline on {len(beats_cls)} of {len(combos)} combinations{'' if len(beats_cls) == len(combos) else ' (not on: ' + ', '.join(combo_label(c) for c in combos if c not in beats_cls) + ')'}.
-{steps_section(ck, res, cfg['n_blocks'])}{twin_section(ck, res, twin, combos)}
+{steps_section(res, cfg['n_blocks'])}{twin_section(ck, res, twin, combos)}
 {interventions_section(res)}
 {knn_section(ck, res, twin, twin_res)}
 
