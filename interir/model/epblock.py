@@ -19,6 +19,13 @@ CONV_TYPES = ("explain", "explain_unit", "standard")
 EXPLAIN_TYPES = ("explain", "explain_unit")
 
 
+def normalize_channels(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """((x − μ)·rstd, rstd) over dim 1, two-pass variance, one new full-size tensor."""
+    d = x - x.mean(1, keepdim=True)
+    rstd = torch.rsqrt((d * d).mean(1, keepdim=True).add_(eps))
+    return d.mul_(rstd), rstd
+
+
 class _Normalize(torch.autograd.Function):
     """(x − μ)·rstd over dim 1 with the closed-form backward
     rstd·(g − mean(g) − y·mean(g·y)): about half the passes of autograd's graph of the written-out
@@ -26,9 +33,7 @@ class _Normalize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:
-        d = x - x.mean(1, keepdim=True)
-        rstd = torch.rsqrt((d * d).mean(1, keepdim=True).add_(eps))
-        y = d.mul_(rstd)
+        y, rstd = normalize_channels(x, eps)
         ctx.save_for_backward(y, rstd)
         return y
 
@@ -75,8 +80,7 @@ class LayerNorm2d(nn.Module):
         on the CPU, and E[x²] − μ² loses precision.)"""
         if torch.is_grad_enabled() and x.requires_grad:
             return _Normalize.apply(x, self.eps)
-        d = x - x.mean(1, keepdim=True)
-        return d.mul_(torch.rsqrt((d * d).mean(1, keepdim=True).add_(self.eps)))
+        return normalize_channels(x, self.eps)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.bias.view(1, -1, 1, 1), self.normalize(x), self.weight.view(1, -1, 1, 1))
