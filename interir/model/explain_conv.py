@@ -22,6 +22,18 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+def _surrogate_grads(ctx: Any, x: torch.Tensor, tau: torch.Tensor, upstream: torch.Tensor,
+                     scale: float = 1.0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The straight-through gradients of 1[x ≥ τ]: σ'((x − τ)/T)·upstream·scale for x, and minus
+    its sum over batch and space for τ (each only where ``ctx`` needs it)."""
+    s = torch.sub(x, tau.view(1, -1, 1, 1).to(x.dtype)).mul_(1.0 / ctx.temperature).sigmoid_()
+    grad_x = s.addcmul_(s, s, value=-1.0).mul_(upstream)              # σ(u)(1 − σ(u)) · upstream
+    if scale != 1.0:
+        grad_x.mul_(scale)
+    grad_tau = -grad_x.sum((0, 2, 3)).to(tau.dtype) if ctx.needs_input_grad[1] else None
+    return (grad_x if ctx.needs_input_grad[0] else None), grad_tau
+
+
 class _SurrogateStep(torch.autograd.Function):
     """1[x ≥ τ] forward; backward: the derivative of sigmoid((x − τ) / T) (straight-through).
 
@@ -37,10 +49,7 @@ class _SurrogateStep(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         x, tau = ctx.saved_tensors
-        s = torch.sub(x, tau.view(1, -1, 1, 1).to(x.dtype)).mul_(1.0 / ctx.temperature).sigmoid_()
-        grad_x = s.mul_(1.0 - s).mul_(grad).mul_(1.0 / ctx.temperature)   # σ'(u) / T · grad
-        grad_tau = -grad_x.sum((0, 2, 3)).to(tau.dtype) if ctx.needs_input_grad[1] else None
-        return (grad_x if ctx.needs_input_grad[0] else None), grad_tau, None
+        return (*_surrogate_grads(ctx, x, tau, grad, 1.0 / ctx.temperature), None)
 
 
 class ThresholdMask(nn.Module):
@@ -120,12 +129,9 @@ class _SurrogatePool(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, tau = ctx.saved_tensors
         (h, w), (kh, kw) = x.shape[-2:], grad.shape[-2:]
-        t = ctx.temperature
-        spread = bin_matrix(h, kh, x) @ (grad.to(x.dtype) / t) @ bin_matrix(w, kw, x).t()  # pool adjoint / T
-        s = torch.sub(x, tau.view(1, -1, 1, 1).to(x.dtype)).mul_(1.0 / t).sigmoid_()
-        grad_x = s.addcmul_(s, s, value=-1.0).mul_(spread)              # σ(u)(1 − σ(u)) · spread
-        grad_tau = -grad_x.sum((0, 2, 3)).to(tau.dtype) if ctx.needs_input_grad[1] else None
-        return (grad_x if ctx.needs_input_grad[0] else None), grad_tau, None, None
+        # the pool's adjoint (separable), divided by T on the small pooled gradient
+        spread = bin_matrix(h, kh, x) @ (grad.to(x.dtype) / ctx.temperature) @ bin_matrix(w, kw, x).t()
+        return (*_surrogate_grads(ctx, x, tau, spread), None, None)
 
 
 def _hooked(module: nn.Module) -> bool:
