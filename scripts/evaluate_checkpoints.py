@@ -189,4 +189,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from interir.errors import InterIRError
+    try:
+        main()
+    except InterIRError as exc:  # bad paths or data: one line, no traceback
+        sys.exit(f"evaluate_checkpoints: {exc}")
