@@ -196,6 +196,10 @@ SCHEMA: dict[str, Any] = {
             # optional: the loss on every early-exit decode, weighted (see stage_weights);
             # absent or null: the paper's loss on the output alone
             "deep_supervision": F("stage_weights", _ABSENT, nullable=True),
+            # optional descent hinges (interir.losses.IterationHingeLoss; need deep_supervision):
+            # weight of the penalty on a PSNR drop (dB) / a data-residual rise between exits
+            "monotone": F("float", _ABSENT, min_value=0.0),
+            "descent": F("float", _ABSENT, min_value=0.0),
         },
         "grad_clip": F("float", None, nullable=True, positive=True),
         # a weights folder to start from (a warm restart; tensors matched by name and shape)
@@ -292,6 +296,10 @@ def validate_config(raw: Any) -> dict:
     spec = loss.pop("deep_supervision", None)
     if spec is not None:  # resolved to n + 1 normalised weights
         loss["deep_supervision"] = stage_weights(spec, _n_blocks(cfg["network"]))
+    for key in ("monotone", "descent"):
+        if loss.get(key) and "deep_supervision" not in loss:
+            raise InterIRError(f"train.loss.{key}: needs train.loss.deep_supervision (the early "
+                               "exits it compares); use deep_supervision: last for the paper's loss")
     return cfg
 
 

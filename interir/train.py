@@ -15,13 +15,16 @@ Outputs in ``checkpoint.dir`` (rank 0 only):
   ``state.json`` (which names it) is then atomically replaced, so a kill at any moment leaves a
   consistent, readable pair. Both are written and read only by us (no pickle);
 * ``log.csv`` (``kind=train`` rows: iter, loss, l1, fft, lr, time; ``kind=val`` rows: iter,
-  combo, psnr, ssim; ``kind=val_stage`` rows: iter, combo, stage k = 0..n, psnr of the early-exit
+  combo, psnr, ssim, and the fractions of pairs whose early exits are monotone / whose data
+  residual descends (monotone, descent); ``kind=val_stage`` rows: iter, combo, stage k = 0..n, psnr of the early-exit
   decode after iteration k, so a run shows whether every iteration improves the image) and
   ``tb/`` (TensorBoard).
 
 Deep supervision (``train.loss.deep_supervision``, off by default and in the paper's recipe):
 the step calls ``InterIR.stages`` and :class:`~interir.losses.DeepSupervisionLoss` weighs the
-loss of every early exit; train rows then hold the weighted loss, l1 and fft.
+loss of every early exit; train rows then hold the weighted loss, l1 and fft. The descent hinges
+(``train.loss.monotone`` / ``descent``, :class:`~interir.losses.IterationHingeLoss`) call
+``InterIR.stages_and_residuals`` and add their penalties to the loss column only.
 
 The pieces (in the spirit of BasicSR's model / logger / loop split): :class:`Runtime` (device,
 DDP ranks), :class:`TrainLogger` (progress bar, log.csv, TensorBoard), :class:`Trainer` (set-up,
@@ -52,7 +55,7 @@ from .config import load_config
 from .errors import InterIRError
 from .fileio import atomic_write_text as _atomic_write_text  # tests patch it here
 from .fileio import atomic_write_with
-from .losses import DeepSupervisionLoss, RestorationLoss
+from .losses import DeepSupervisionLoss, IterationHingeLoss, RestorationLoss
 
 __all__ = ["train", "Trainer", "TrainLogger", "Runtime", "validate", "step_seed",
            "save_training_state", "load_training_state", "read_exclude_list", "build_optimizer",
@@ -61,7 +64,8 @@ __all__ = ["train", "Trainer", "TrainLogger", "Runtime", "validate", "step_seed"
 STATE_JSON = "state.json"
 STATE_FORMAT = "interir-train-state-v1"
 CSV_NAME = "log.csv"
-CSV_FIELDS = ["kind", "iter", "loss", "l1", "fft", "lr", "time", "combo", "psnr", "ssim", "stage"]
+CSV_FIELDS = ["kind", "iter", "loss", "l1", "fft", "lr", "time", "combo", "psnr", "ssim", "stage",
+              "monotone", "descent"]
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -342,10 +346,15 @@ class TrainLogger:
         for combo, r in val.items():
             if self.csv:
                 self.csv.row(kind="val", iter=it, combo=combo, psnr=_fmt(r["psnr"]),
-                             ssim=_fmt(r["ssim"]), time=f"{elapsed:.3f}")
+                             ssim=_fmt(r["ssim"]), time=f"{elapsed:.3f}",
+                             **{k: _fmt(r[k]) for k in ("monotone", "descent")
+                                if r.get(k) is not None})
             if self.tb:
                 self.tb.add_scalar(f"val_psnr/{combo}", r["psnr"], it)
                 self.tb.add_scalar(f"val_ssim/{combo}", r["ssim"], it)
+                if combo == "average" and r.get("monotone") is not None:
+                    self.tb.add_scalar("val_iterations/monotone", r["monotone"], it)
+                    self.tb.add_scalar("val_iterations/descent", r["descent"], it)
         for combo, r in val.items():
             for k, p in enumerate(r["stage_psnr"]):
                 if self.csv:
@@ -400,31 +409,44 @@ def validate(model: torch.nn.Module, val_sets: dict[str, list], device: torch.de
              crop_border: int = 0, y_channel: bool = False) -> dict[str, dict[str, Any]]:
     """PSNR/SSIM per combo (model output clamped to [0,1], float32) plus ``average`` (mean over
     combos). ``stage_psnr``: the PSNR of each early-exit decode k = 0..n (``model.stages``; its
-    last entry is ``psnr``), averaged the same way; a model without ``stages`` has one stage."""
+    last entry is ``psnr``), averaged the same way; a model without ``stages`` has one stage.
+    ``monotone`` / ``descent``: the fraction of pairs whose early-exit PSNR never drops by more
+    than the evaluation's tolerance / whose relative data residual falls at every iteration (as
+    ``interir eval --iterations`` counts them; None for a model without the unfolding)."""
+    from .eval import MONOTONE_TOL_DB, decreasing, non_decreasing
     from .metrics import psnr, ssim
 
-    stages = getattr(model, "stages", None) or (lambda x: [model(x)])
+    unfolds = hasattr(model, "stages_and_residuals")
+    run = model.stages_and_residuals if unfolds else (lambda x: ([model(x)], None))
     was_training = model.training
     model.eval()
     res: dict[str, dict[str, Any]] = {}
     try:
         for combo, items in val_sets.items():
-            per_stage, ss = [], []
+            per_stage, ss, mono, desc = [], [], [], []
             for inp, tgt in items:
-                outs = [o.float().clamp(0, 1)[0].cpu() for o in stages(inp.unsqueeze(0).to(device))]
+                outs, resid = run(inp.unsqueeze(0).to(device))
+                outs = [o.float().clamp(0, 1)[0].cpu() for o in outs]
                 per_stage.append([psnr(o, tgt, crop_border=crop_border, y_channel=y_channel)
                                   for o in outs])
                 ss.append(ssim(outs[-1], tgt, crop_border=crop_border, y_channel=y_channel))
+                mono.append(non_decreasing(per_stage[-1], MONOTONE_TOL_DB))
+                if resid is not None:
+                    desc.append(decreasing(resid[0].tolist()))
             stage_psnr = [_mean(col) for col in zip(*per_stage)]
             res[combo] = {"psnr": _mean([p[-1] for p in per_stage]), "ssim": _mean(ss),
-                          "n": len(ss), "stage_psnr": stage_psnr}
+                          "n": len(ss), "stage_psnr": stage_psnr,
+                          "monotone": _mean(mono) if unfolds else None,
+                          "descent": _mean(desc) if unfolds else None}
     finally:
         model.train(was_training)
     combos = list(res.values())
     res["average"] = {"psnr": _mean([r["psnr"] for r in combos]),
                       "ssim": _mean([r["ssim"] for r in combos]),
                       "n": int(sum(r["n"] for r in combos)),
-                      "stage_psnr": [_mean(col) for col in zip(*(r["stage_psnr"] for r in combos))]}
+                      "stage_psnr": [_mean(col) for col in zip(*(r["stage_psnr"] for r in combos))],
+                      "monotone": _mean([r["monotone"] for r in combos]) if unfolds else None,
+                      "descent": _mean([r["descent"] for r in combos]) if unfolds else None}
     return res
 
 
@@ -483,15 +505,16 @@ class Runtime:
 
 
 class _EarlyExits(torch.nn.Module):
-    """``forward`` = ``model.stages``: lets DDP / torch.compile wrap the deep-supervision
-    forward (DDP synchronises gradients only for calls through its own ``forward``)."""
+    """``forward`` = ``model.stages`` (or ``model.stages_and_residuals`` for the descent hinges):
+    lets DDP / torch.compile wrap the deep-supervision forward (DDP synchronises gradients only
+    for calls through its own ``forward``)."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, residuals: bool = False):
         super().__init__()
-        self.model = model
+        self.model, self.residuals = model, residuals
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.model.stages(x)
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor] | tuple[list[torch.Tensor], torch.Tensor]:
+        return self.model.stages_and_residuals(x) if self.residuals else self.model.stages(x)
 
 
 class _LossMeter:
@@ -666,7 +689,7 @@ class Trainer:
         wrapped in DDP and torch.compile when configured."""
         net: torch.nn.Module = self.model
         if "deep_supervision" in self.tcfg["loss"]:
-            net = _EarlyExits(net)
+            net = _EarlyExits(net, residuals=self._hinged())
         if self.rt.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
             dev = self.rt.device
@@ -680,7 +703,14 @@ class Trainer:
         loss = RestorationLoss(l1=lc["l1"], fft=lc["fft"])  # Eq. 2
         if "deep_supervision" in lc:
             loss = DeepSupervisionLoss(loss, lc["deep_supervision"])
+        if self._hinged():
+            loss = IterationHingeLoss(loss, lc.get("monotone", 0.0), lc.get("descent", 0.0))
         return loss
+
+    def _hinged(self) -> bool:
+        """Whether the loss has a descent hinge (then the step also returns the residuals)."""
+        lc = self.tcfg["loss"]
+        return bool(lc.get("monotone") or lc.get("descent"))
 
     # ----------------------------------------------------------------------- one iteration
     def _next_clean(self, it: int) -> torch.Tensor | None:

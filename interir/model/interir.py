@@ -1,7 +1,7 @@
 """InterIR (Sec. 3.1, Fig. 2): embed → init (Eq. 11) → n IPBlocks → final RESM → head, Î = IR + D."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,20 @@ from .epblock import CONV_TYPES
 from .unfolding import F_FORMS, NORM_SCALES, RESM, InitModule, IPBlock
 
 SCALE = 4  # the 4× PixelUnshuffle of the pipeline
+
+
+class SolverStep(NamedTuple):
+    """One solver iteration as the data term sees it: the new iterate I_{k+1}, the degradation
+    matrices A_k, B_k its RESM used, and the embedded input z."""
+    I: torch.Tensor
+    A: torch.Tensor
+    B: torch.Tensor
+    z: torch.Tensor
+
+    def relative_residual(self) -> torch.Tensor:
+        """``||A_k I_{k+1} B_k - z|| / ||z||`` per sample (float32), shape (batch,)."""
+        r = (self.A @ self.I @ self.B - self.z).float().flatten(1)
+        return r.norm(dim=1) / self.z.float().flatten(1).norm(dim=1).clamp_min(1e-12)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's setting (Sec. 4.1: n = 16; C = 48 as DeepSN-Net).
@@ -80,14 +94,21 @@ class InterIR(nn.Module):
         """Output head: Î = IR + D with IR = PixelShuffle(Conv3×3(I))."""
         return self.head(I) + x_pad
 
-    def unfold(self, x_pad: torch.Tensor) -> Iterator[torch.Tensor]:
-        """Run the solver on a padded input and yield I_{k+1} after every RESM (n + 1 values)."""
+    def unfold_steps(self, x_pad: torch.Tensor) -> Iterator[SolverStep]:
+        """Run the solver on a padded input; after every RESM (n + 1 times) yield I_{k+1} with
+        the A_k, B_k that step used and the embedded input z."""
         z = self.embed(x_pad)
         I, A, B, Lambda = self.init(z)
         for block in self.blocks:
+            A_k, B_k = A, B
             I, A, B, Lambda = block(I, A, B, Lambda, z)
-            yield I
-        yield self.final_resm(I, A, B, Lambda, z)
+            yield SolverStep(I, A_k, B_k, z)
+        yield SolverStep(self.final_resm(I, A, B, Lambda, z), A, B, z)
+
+    def unfold(self, x_pad: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Run the solver on a padded input and yield I_{k+1} after every RESM (n + 1 values)."""
+        for step in self.unfold_steps(x_pad):
+            yield step.I
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != 3:
@@ -109,6 +130,19 @@ class InterIR(nn.Module):
         h, w = x.shape[-2:]
         x_pad = self.pad(x)
         return [self.decode(I, x_pad)[..., :h, :w] for I in self.unfold(x_pad)]
+
+    def stages_and_residuals(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """:meth:`stages` plus each sample's relative data residual after every iteration,
+        ``||A_k I_{k+1} B_k - z|| / ||z||`` as a (batch, n + 1) tensor (the quantity the
+        evaluation reports from a trace; for the descent option of training)."""
+        self._check_input(x)
+        h, w = x.shape[-2:]
+        x_pad = self.pad(x)
+        images, residuals = [], []
+        for step in self.unfold_steps(x_pad):
+            images.append(self.decode(step.I, x_pad)[..., :h, :w])
+            residuals.append(step.relative_residual())
+        return images, torch.stack(residuals, dim=1)
 
     def resms(self) -> list[RESM]:
         """The n + 1 RESMs in order (one per recorded iteration)."""
