@@ -109,6 +109,16 @@ def ds_text(cfg_path: str) -> str:
     return f"{name}weights {', '.join(f'{x:.3f}' for x in w)} on the early exits k = 0..{len(w) - 1}"
 
 
+def hinge_text(loss: dict) -> str:
+    """The descent hinges of a loss section (``train.loss.monotone`` / ``descent``), or ""."""
+    parts = []
+    if loss.get("monotone"):
+        parts.append(f"monotone hinge {loss['monotone']:g} per dB of PSNR lost between exits")
+    if loss.get("descent"):
+        parts.append(f"descent hinge {loss['descent']:g} on a rise of the relative data residual")
+    return "".join(f", {p}" for p in parts)
+
+
 def recipe(cfg_path: str) -> str:
     """One line of the training recipe from the YAML config."""
     c = yaml.safe_load(open(cfg_path))
@@ -117,7 +127,8 @@ def recipe(cfg_path: str) -> str:
     parts = [f"{o['type']} β {tuple(o.get('betas', (0.9, 0.999)))}, lr {o['lr']:g} cosine to "
              f"{t['scheduler'].get('eta_min', 0):g}", f"batch {d['batch_size']} × {d['patch_size']}²",
              "L1 + 0.1·FFT (Eq. 2)" + (f", deep supervision {ds_text(cfg_path)}"
-                                       if t["loss"].get("deep_supervision") else ""),
+                                       if t["loss"].get("deep_supervision") else "")
+             + hinge_text(t["loss"]),
              f"grad clip {t.get('grad_clip')}", f"seed {c['seed']}"]
     if t.get("init_weights"):
         parts.append(f"warm start from `{t['init_weights']}`")
@@ -437,9 +448,12 @@ def model_rows(cfg: dict, cfg_path: str) -> str:
     w = ds_weights(cfg_path)
     ds = (f"on every early exit, {ds_text(cfg_path)}" if w is not None
           else "none: the loss is on the final output only (the paper's)")
+    loss = yaml.safe_load(open(cfg_path))["train"]["loss"]
+    hinges = hinge_text(loss)[2:] or "none"
     return (f"| iterations in the explorer | n + 1 = {n + 1} steps on the slider, k = 0..{n} |\n"
             f"| Norm (Eqs. 11, 13) | {norm_text} |\n"
-            f"| deep supervision | {ds} |\n")
+            f"| deep supervision | {ds} |\n"
+            f"| descent hinges (our option, docs/design.md) | {hinges} |\n")
 
 
 def steps_section(res: dict, n: int) -> str:
