@@ -2,7 +2,7 @@
 few overrides of ``configs/sweep/base.yaml``.
 
     python scripts/sweep.py run --runs DIR [--rows a,b] [--threads 1]   # resumable; skips done rows
-    python scripts/sweep.py report --runs DIR [--out docs/model_sweep.md]
+    python scripts/sweep.py report --runs DIR [--out docs/model_sweep.md]   # rewrites only the table
 
 ``run`` trains each row with ``interir train --run-dir DIR/<row>`` (``--resume`` when the row has a
 training state, so an interrupted sweep continues where it stopped; keep DIR outside the work
@@ -51,6 +51,12 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
                                                "train.optimizer.lr": 1.0e-3}),
     "ds-norm-n4": ("ds-norm at n = 4", {"train.loss.deep_supervision": "linear",
                                         "network.norm_scale": "learned", "network.n_blocks": 4}),
+    "ds-norm-hinge": ("ds-norm + descent hinges (monotone 0.02 / dB, descent 0.3)", {
+        "train.loss.deep_supervision": "linear", "network.norm_scale": "learned",
+        "train.loss.monotone": 0.02, "train.loss.descent": 0.3}),
+    "paper-hinge": ("the paper's loss on the output + descent hinges (no deep supervision)", {
+        "train.loss.deep_supervision": "last", "network.norm_scale": "learned",
+        "train.loss.monotone": 0.02, "train.loss.descent": 0.3}),
 }
 
 
@@ -106,8 +112,12 @@ def read_log(path: Path) -> dict[str, Any]:
     times = [(int(r["iter"]), float(r["time"])) for r in train if r.get("time")]
     sec_per_it = ((times[-1][1] - times[0][1]) / (times[-1][0] - times[0][0])
                   if len(times) > 1 and times[-1][0] > times[0][0] else float("nan"))
+    def fraction(key: str) -> float | None:   # logs written before these columns have none
+        return float(val[-1][key]) if val and val[-1].get(key) else None
+
     return {"iter": last_it, "psnr": float(val[-1]["psnr"]) if val else float("nan"),
-            "stages": [p for _, p in stages], "sec_per_it": sec_per_it}
+            "stages": [p for _, p in stages], "sec_per_it": sec_per_it,
+            "pairs_monotone": fraction("monotone"), "pairs_descent": fraction("descent")}
 
 
 def forward_ms(cfg: dict[str, Any]) -> float:
@@ -134,7 +144,8 @@ def forward_ms(cfg: dict[str, Any]) -> float:
 def report(args: argparse.Namespace) -> None:
     runs = Path(args.runs)
     lines = ["| row | what it tests | iters | val PSNR (dB) | early-exit PSNR k = 0..n | monotone | "
-             "s / it | forward 512² (ms) |", "|---|---|---:|---:|---|:---:|---:|---:|"]
+             "pairs monotone / residual descending | s / it | forward 512² (ms) |",
+             "|---|---|---:|---:|---|:---:|:---:|---:|---:|"]
     for name, (what, _) in ROWS.items():
         log = runs / name / "log.csv"
         if not log.exists():
@@ -142,13 +153,30 @@ def report(args: argparse.Namespace) -> None:
         r = read_log(log)
         mono = all(b >= a - 0.05 for a, b in zip(r["stages"], r["stages"][1:])) if r["stages"] else None
         stages = " → ".join(f"{p:.2f}" for p in r["stages"])
+        pairs = ("—" if r["pairs_monotone"] is None else
+                 f"{100 * r['pairs_monotone']:.0f} % / {100 * r['pairs_descent']:.0f} %")
         lines.append(f"| `{name}` | {what} | {r['iter']} | {r['psnr']:.2f} | {stages} | "
-                     f"{'—' if mono is None else ('yes' if mono else 'no')} | {r['sec_per_it']:.2f} | "
-                     f"{forward_ms(row_config(name)):.0f} |")
+                     f"{'—' if mono is None else ('yes' if mono else 'no')} | {pairs} | "
+                     f"{r['sec_per_it']:.2f} | {forward_ms(row_config(name)):.0f} |")
     text = "\n".join(lines) + "\n"
     if args.out:
-        Path(args.out).write_text(text)
+        write_table(Path(args.out), text)
     print(text)
+
+
+BEGIN, END = "<!-- sweep-table -->", "<!-- /sweep-table -->"
+
+
+def write_table(path: Path, table: str) -> None:
+    """Put ``table`` between the BEGIN / END markers of ``path`` (the rest of the document is
+    kept); a file without the markers gets them appended with the table."""
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        text = f"{head}{BEGIN}\n{table}{END}{rest.split(END, 1)[1]}"
+    else:
+        text = f"{old}{BEGIN}\n{table}{END}\n"
+    path.write_text(text)
 
 
 def main() -> None:

@@ -53,3 +53,23 @@ def test_unknown_row_is_refused(tmp_path, capsys):
             sweep.main()
     finally:
         sys.argv = argv
+
+
+def test_read_log_reports_the_pair_fractions_when_logged(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text(
+        "kind,iter,loss,l1,fft,lr,time,combo,psnr,ssim,stage,monotone,descent\n"
+        "train,10,1,1,1,1,5.0,,,,,,\n"
+        "val,10,,,,,,average,20.0,0.5,,0.25,0.5\n")
+    r = sweep.read_log(log)
+    assert r["pairs_monotone"] == 0.25 and r["pairs_descent"] == 0.5
+
+
+def test_write_table_replaces_only_the_marked_table(tmp_path):
+    doc = tmp_path / "sweep.md"
+    sweep.write_table(doc, "| old |\n")
+    doc.write_text("# Title\n\nintro\n\n" + doc.read_text() + "\nafter the table\n")
+    sweep.write_table(doc, "| new |\n")
+    text = doc.read_text()
+    assert "| new |" in text and "| old |" not in text
+    assert text.startswith("# Title\n\nintro\n") and text.endswith("after the table\n")
