@@ -22,7 +22,7 @@ from interir import reference as refset
 from interir.errors import InterIRError
 from interir.model.epblock import EXPLAIN_TYPES
 from interir.reference import Reference, weights_hash
-from interir.weights import read_config
+from interir.weights import read_config, repo_root
 
 log = logging.getLogger("interir.app")
 
@@ -113,11 +113,24 @@ def no_twin_note(holder: ModelHolder) -> str:
         return ("**No standard-conv twin for this model**: set `INTERIR_TWIN_WEIGHTS=DIR` (a folder "
                 "with config.json + model.safetensors of a standard-conv model) to compare with one.")
     name = holder.short_name
+    pairs = [p for p in shipped_pairs() if p != name]
+    other = (" The shipped " + ", ".join(f"`{p}`" for p in pairs) + (" has" if len(pairs) == 1 else " have")
+             + " a twin trained with the same recipe: start the app with "
+             f"`INTERIR_WEIGHTS=checkpoints/{pairs[0]}` to compare that pair." if pairs else "")
     return (f"**No standard-conv twin has been trained for `{name}` yet**, so there is nothing to "
             "compare it with here (the paper's Table 4 ablation needs a twin trained with the same "
             "recipe and `conv_type: standard`). To compare with one, start the app with "
             "`INTERIR_TWIN_WEIGHTS=DIR` (a folder with config.json + model.safetensors), or put it "
-            f"beside the weights as `{name}{TWIN_SUFFIX}`.")
+            f"beside the weights as `{name}{TWIN_SUFFIX}`.{other}")
+
+
+def shipped_pairs() -> list[str]:
+    """The shipped checkpoints (``checkpoints/``) that have a standard-conv twin beside them."""
+    root = repo_root() / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.endswith(TWIN_SUFFIX)
+                  and (root / (p.name + TWIN_SUFFIX) / "model.safetensors").is_file())
 
 
 def load_twin(holder: ModelHolder, weights: str | os.PathLike | None = None) -> tuple[ModelHolder | None, str]:

@@ -167,6 +167,8 @@ def test_twin_panel_without_a_trained_twin(tmp_path):
             assert not gallery
             assert "No standard-conv twin has been trained for `deep-model` yet" in md
             assert "INTERIR_TWIN_WEIGHTS" in md and "deep-model-stdconv" in md
+            # and it points to the shipped pair that has a twin
+            assert "`INTERIR_WEIGHTS=checkpoints/interir-tiny` to compare that pair" in md
         log = server.log.read_text()
     assert len(re.findall(r"request /twin image=\S+ \d+ ms ok", log)) == 2
     assert "Traceback" not in log and "refused" not in log and "failed" not in log
