@@ -24,7 +24,7 @@ FORMAT = "interir-v1"
 #: The checkpoint the app and the commands use without ``--weights``: ``checkpoints/<this>``.
 #: Switching the shipped default is this line plus the artefacts in that folder (weights,
 #: eval, model card, ``app/assets/reference_embedding.npz``).
-DEFAULT_CHECKPOINT = "interir-tiny"
+DEFAULT_CHECKPOINT = "interir-n6"
 DEFAULT_CHECKPOINT_PATH = f"checkpoints/{DEFAULT_CHECKPOINT}"
 
 

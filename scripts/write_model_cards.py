@@ -472,6 +472,10 @@ def steps_section(res: dict, n: int) -> str:
                 f"{100 * a['residual_decreasing']:.0f} %. Mean early-exit PSNR over k = 0..{n}: "
                 + " → ".join(f"{v:.2f}" for v in a["psnr"]) + " dB; mean residual: "
                 + " → ".join(f"{v:.3f}" for v in a["residual"]) + " (per combination: the table above).")
+        if a["residual"][0] >= 1.0:
+            text += (f" At k = 0 the mean residual is {a['residual'][0]:.2f} ≥ 1: A_0 I_1 B_0 is no closer "
+                     "to z than zero is, so the descent starts from a poor fit; what it reaches at "
+                     f"k = {n} ({a['residual'][-1]:.3f}) is the number to compare between checkpoints.")
     b = res.get("brightness", {}).get("model")
     if b is not None:
         worst = max(b["combos"], key=lambda c: abs(b["combos"][c]["bias"]))
@@ -533,6 +537,18 @@ from the validation photos; test: `interir make-testset --per-combo 40 --seed 2 
 40 test photos (280 pairs), built by `scripts/prepare_data.sh`."""
 
 
+def shipped_text(ck: Path, info: dict) -> str:
+    """Which weights of the run these are: the best validation's (``best/``) or another
+    iteration's (``last/``), from the iteration that ``config.json`` records."""
+    best = f"best validation PSNR {info['best_val_psnr']:.2f} dB at iteration {info['best_iter']:,}"
+    it = json.loads((ck / "config.json").read_text()).get("train", {}).get("iter")
+    if it is None or int(it) == info["best_iter"]:
+        return f"{best}: this checkpoint is that one"
+    val = dict(info["val_curve"]).get(int(it))
+    at = f" (validation PSNR {val:.2f} dB)" if val is not None else ""
+    return f"this checkpoint is the weights after iteration {int(it):,}{at}; {best}"
+
+
 def training_section(ck: Path, info: dict, cfg_path: str, twin: Path | None, lineage_md: str) -> str:
     curve = ", ".join(f"{i}: {p:.2f}" for i, p in info["val_curve"])
     alike = ", both twins alike" if twin is not None else ""
@@ -543,7 +559,7 @@ def training_section(ck: Path, info: dict, cfg_path: str, twin: Path | None, lin
 |---|---|
 | config | `{cfg_path}` ({recipe(cfg_path)}) |
 | command | `scripts/prepare_data.sh && OMP_NUM_THREADS=1 interir train --config {cfg_path} --run-dir RUNS/{info['name']}` |
-| iterations | {schedule(info)}{alike}; best validation PSNR {info['best_val_psnr']:.2f} dB at iteration {info['best_iter']:,}: this checkpoint is that one |
+| iterations | {schedule(info)}{alike}; {shipped_text(ck, info)} |
 | wall time | {info['wall_s'] / 60:.0f} min |
 | hardware | {hardware} |
 | validation PSNR by iteration | {curve} |

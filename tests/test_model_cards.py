@@ -224,3 +224,25 @@ def test_run_folder_override_and_missing_run(cards, tmp_path):
     assert (ck / "training_log.csv").read_text() == (elsewhere / "log.csv").read_text()
     with pytest.raises(SystemExit, match="--run: expected NAME=PATH"):
         cards.main(["--run", "nonsense", str(ck)])
+
+
+def test_last_weights_hinges_and_a_residual_that_starts_above_one(cards, tmp_path):
+    torch.manual_seed(0)
+    model = interir.build_model("tiny", n_blocks=2, channels=4, norm_scale="learned")
+    ck = interir.save_pretrained(model, tmp_path / "checkpoints" / "deep",
+                                 extra={"train": {"name": "deep-run", "iter": 20}})  # not the best (40)
+    res = fake_eval(ck, 2, 1.0)
+    res["iterations"]["all_pairs"]["residual"] = [1.06, 0.95, 0.89]
+    (ck / "eval.json").write_text(to_json(res))
+    make_run(tmp_path, "deep-run")
+    cfg = make_config(tmp_path, "deep-run", n=2)
+    cfg.write_text(cfg.read_text().replace("deep_supervision: linear}",
+                                           "deep_supervision: linear, monotone: 0.02, descent: 0.3}"))
+    write(cards, tmp_path, ck, runs={"deep-run": None})
+    text = (ck / "MODEL_CARD.md").read_text()
+    assert ("this checkpoint is the weights after iteration 20 (validation PSNR 19.20 dB); best "
+            "validation PSNR 19.40 dB at iteration 40 |") in text
+    assert "this checkpoint is that one" not in text
+    assert ("| descent hinges (our option, docs/design.md) | monotone hinge 0.02 per dB of PSNR lost "
+            "between exits, descent hinge 0.3 on a rise of the relative data residual |") in text
+    assert "At k = 0 the mean residual is 1.06 ≥ 1" in text and "(0.890)" in text

@@ -29,10 +29,12 @@ class SolverStep(NamedTuple):
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's setting (Sec. 4.1: n = 16; C = 48 as DeepSN-Net).
     "paper": {"n_blocks": 16, "channels": 48, "kernel_size": 3},
-    # The shipped CPU model (checkpoints/interir-tiny): two IPBlocks at the paper's width. C = 48
-    # keeps the 4×4 PixelUnshuffle lossless (3·4² = 48 values per cell); a narrower model
-    # (n = 4, C = 16, session 1) could not even denoise the noise-only cases. Trains on one CPU
-    # core at about 1.5 it/s (96², batch 8) and serves a 512² image with its trace on 2 vCPUs.
+    # The CPU models: two IPBlocks at the paper's width (checkpoints/interir-tiny); the shipped
+    # default is this preset with n_blocks=6 (checkpoints/interir-n6). C = 48 keeps the 4×4
+    # PixelUnshuffle lossless (3·4² = 48 values per cell); a narrower model (n = 4, C = 16,
+    # session 1) could not even denoise the noise-only cases. n = 2 trains on one CPU core at
+    # about 1.5 it/s (96², batch 8); n = 6 at about 0.5 it/s and serves a 512² image with its
+    # trace in about 1 s on 2 vCPUs.
     "tiny": {"n_blocks": 2, "channels": 48, "kernel_size": 3},
 }
 DEFAULTS: dict[str, Any] = {"conv_type": "explain", "f_form": "additive", "eta": 0.01, "norm_scale": "unit"}
