@@ -95,6 +95,25 @@ def test_compact_trace_keeps_values_and_packs_masks():
     assert ct.nbytes() < 20_000
 
 
+def test_compact_trace_from_torch_equals_from_numpy_with_channels_last_masks():
+    """The torch fast path (float16 by torch, masks made contiguous and counted by torch) gives
+    exactly the arrays the numpy path gives, for bool channels-last masks as the model makes."""
+    tr = fake_trace()
+    tr.masks = {n: m.bool().contiguous(memory_format=torch.channels_last) for n, m in tr.masks.items()}
+    as_numpy = SimpleNamespace(**{**vars(tr), "masks": {n: m.numpy() for n, m in tr.masks.items()},
+                                  "iterations": [SimpleNamespace(**{k: (v.numpy() if torch.is_tensor(v) and k != "image"
+                                                                       else v) for k, v in vars(it).items()})
+                                                 for it in tr.iterations]})
+    a, b = compact_trace(tr), compact_trace(as_numpy)
+    for key in ("I", "A", "B", "Lambda"):
+        assert getattr(a, key).dtype == np.float16
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    for name in tr.masks:
+        np.testing.assert_array_equal(a.mask_bits[name], b.mask_bits[name])
+        np.testing.assert_array_equal(a.mask_rate[name], b.mask_rate[name])
+        np.testing.assert_array_equal(a.mask(name), tr.masks[name][0].numpy())
+
+
 def test_to_uint8_matches_imageio():
     x = np.linspace(0, 1, 3 * 4 * 5, dtype=np.float32).reshape(4, 5, 3)
     np.testing.assert_array_equal(to_uint8_hwc(x), interir.imageio.to_uint8(x))
