@@ -449,7 +449,18 @@ def test_curve_notes_say_what_each_curve_measures_and_flag_anti_optimiser_moves(
     ct.with_reference(ref)
     ct.psnr = np.array([30.0, 25.0, 20.0])
     notes = curve_notes(ct)
-    assert "**rises**" in notes and "**falls** in 2 of 2 steps" in notes and "worse than the degraded input" in notes
+    assert "**rises**" in notes and "**falls** in 2 of 2 steps (by up to 5.00 dB)" in notes
+    assert "worse than the degraded input" in notes
+    ct.psnr = np.array([30.0, 30.03, 30.01])  # a 0.02 dB dip: flat by the evaluation's tolerance
+    notes = curve_notes(ct)
+    assert "dips in 1 of 2 steps, by at most 0.02 dB" in notes and "**falls**" not in notes.split("**SSIM**")[0]
+
+
+def test_flat_tolerance_is_the_evaluations():
+    from interir.eval import MONOTONE_TOL_DB
+    from viz.text import FLAT_DB
+
+    assert FLAT_DB == MONOTONE_TOL_DB
 
 
 def test_pretty_bytes_uses_the_units_of_gradios_file_list():
