@@ -152,20 +152,56 @@ Logs: `training_log_session2.csv` (stage 1) and `training_log.csv` (stage 2) bes
 """
 
 
+#: The model issue's targets (issue 10) on the held-out test set.
+TARGETS = {"gain_db": 7.5, "combo_gain_db": 2.5, "awgn_db": 28.5, "monotone": 0.9, "descent": 0.9,
+           "brightness": 2.0}
+
+
+def _target(text: str, ok: bool, measured: str) -> str:
+    return f"- {text}: " + (f"met ({measured})" if ok else f"**missed** ({measured})")
+
+
 def limitations(res: dict, combos: list[str], gain: float, beats_cls: list[str]) -> str:
-    """The project's targets, each stated as met or missed with the measured numbers."""
+    """The project's targets, each stated as met or missed with the measured numbers (the model
+    issue's where eval.json has the numbers for them)."""
     inp = res["input"]
     below_in = [combo_label(c) for c in combos
                 if res["combos"][c]["psnr"] <= inp["combos"][c]["psnr"]]
     below_cls = [combo_label(c) for c in combos if c not in beats_cls]
+    gains = {c: res["combos"][c]["psnr"] - inp["combos"][c]["psnr"] for c in combos}
+    worst = min(gains, key=gains.get)
+    t = TARGETS
     lines = ["Project targets on this test set:",
              "- output better than the degraded input on every combination: "
              + ("met" if not below_in else "**missed** on " + ", ".join(below_in)),
-             "- at least +6 dB over the input on average: "
-             + (f"met ({gain:+.2f} dB)" if gain >= 6 else f"**missed** ({gain:+.2f} dB)"),
              "- better than the classical pipeline (DCP + NLM) on every combination: "
-             + ("met" if not below_cls else "**missed** on " + ", ".join(below_cls))]
-    if below_in or gain < 6 or below_cls:
+             + ("met" if not below_cls else "**missed** on " + ", ".join(below_cls)),
+             _target(f"at least +{t['gain_db']:g} dB over the input on average", gain >= t["gain_db"],
+                     f"{gain:+.2f} dB"),
+             _target(f"at least +{t['combo_gain_db']:g} dB on every combination",
+                     gains[worst] >= t["combo_gain_db"], f"lowest {gains[worst]:+.2f} dB on {combo_label(worst)}")]
+    missed = bool(below_in or below_cls or gain < t["gain_db"] or gains[worst] < t["combo_gain_db"])
+    if "awgn" in res:
+        awgn = res["awgn"]["average"]["psnr"]
+        lines.append(_target(f"AWGN σ = 25: at least {t['awgn_db']:g} dB", awgn >= t["awgn_db"], f"{awgn:.2f} dB"))
+        missed |= awgn < t["awgn_db"]
+    if "iterations" in res:
+        a = res["iterations"]["all_pairs"]
+        for key, what in (("psnr_non_decreasing", "early-exit PSNR non-decreasing over k"),
+                          ("residual_decreasing", "relative data residual decreasing over k")):
+            goal = t["monotone" if key == "psnr_non_decreasing" else "descent"]
+            lines.append(_target(f"{what} on at least {100 * goal:.0f} % of the pairs", a[key] >= goal,
+                                 f"{100 * a[key]:.0f} %"))
+            missed |= a[key] < goal
+    b = res.get("brightness", {}).get("model")
+    if b is not None:
+        top = max(b["combos"], key=lambda c: b["combos"][c]["abs_bias"])
+        worst_b = b["combos"][top]["abs_bias"]
+        lines.append(_target(f"brightness |mean(output) − mean(target)| at most {t['brightness']:g}/255, "
+                             "averaged per combination", worst_b <= t["brightness"],
+                             f"largest {worst_b:.2f}/255 on {combo_label(top)}"))
+        missed |= worst_b > t["brightness"]
+    if missed:
         lines.append("")
         lines.append("The budget is the limit: a small model and a short CPU training run, against the "
                      "paper's 16 blocks and 400k GPU iterations.")
