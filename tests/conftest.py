@@ -1,5 +1,7 @@
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,3 +12,24 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def small_train_data(tmp_path_factory) -> Path:
+    """A tiny training tree: clean/ (three 40² noise photos) and val/{haze,noise}/{input,target}/
+    (two 16×20 pairs each), for short training runs."""
+    from interir.imageio import save_image
+
+    root = tmp_path_factory.mktemp("small_train_data")
+    rng = np.random.default_rng(0)
+    (root / "clean").mkdir()
+    for i in range(3):
+        save_image(rng.random((40, 40, 3)).astype(np.float32), root / "clean" / f"c{i}.png")
+    for combo in ("haze", "noise"):
+        for sub in ("input", "target"):
+            (root / "val" / combo / sub).mkdir(parents=True)
+        for j in range(2):
+            tgt = rng.random((16, 20, 3)).astype(np.float32)
+            save_image(tgt, root / "val" / combo / "target" / f"v{j}.png")
+            save_image(np.clip(tgt * 0.7 + 0.2, 0, 1), root / "val" / combo / "input" / f"v{j}.png")
+    return root

@@ -164,22 +164,9 @@ def test_validate_reports_the_psnr_of_every_early_exit():
 
 
 # --------------------------------------------------------------------------- a training run
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    from interir.imageio import save_image
-
-    root = tmp_path_factory.mktemp("ds_data")
-    rng = np.random.default_rng(0)
-    (root / "clean").mkdir()
-    for i in range(3):
-        save_image(rng.random((40, 40, 3)).astype(np.float32), root / "clean" / f"c{i}.png")
-    for combo in ("haze", "noise"):
-        for sub in ("input", "target"):
-            (root / "val" / combo / sub).mkdir(parents=True)
-        tgt = rng.random((16, 20, 3)).astype(np.float32)
-        save_image(tgt, root / "val" / combo / "target" / "v.png")
-        save_image(np.clip(tgt * 0.7 + 0.2, 0, 1), root / "val" / combo / "input" / "v.png")
-    return root
+@pytest.fixture
+def data_dir(small_train_data: Path) -> Path:
+    return small_train_data
 
 
 def _run_cfg(data: Path, run: Path, spec=None) -> dict:

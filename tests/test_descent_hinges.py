@@ -7,7 +7,6 @@ import csv
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -107,23 +106,9 @@ def test_config_keeps_absent_hinges_absent_and_needs_deep_supervision():
 
 
 # --------------------------------------------------------------------------- a training run
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    from interir.imageio import save_image
-
-    root = tmp_path_factory.mktemp("hinge_data")
-    rng = np.random.default_rng(0)
-    (root / "clean").mkdir()
-    for i in range(3):
-        save_image(rng.random((40, 40, 3)).astype(np.float32), root / "clean" / f"c{i}.png")
-    for combo in ("haze", "noise"):
-        for sub in ("input", "target"):
-            (root / "val" / combo / sub).mkdir(parents=True)
-        for j in range(2):
-            tgt = rng.random((16, 20, 3)).astype(np.float32)
-            save_image(tgt, root / "val" / combo / "target" / f"v{j}.png")
-            save_image(np.clip(tgt * 0.7 + 0.2, 0, 1), root / "val" / combo / "input" / f"v{j}.png")
-    return root
+@pytest.fixture
+def data_dir(small_train_data: Path) -> Path:
+    return small_train_data
 
 
 def _run_cfg(data: Path, run: Path, loss: dict) -> dict:
