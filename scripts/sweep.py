@@ -57,6 +57,11 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "paper-hinge": ("the paper's loss on the output + descent hinges (no deep supervision)", {
         "train.loss.deep_supervision": "last", "network.norm_scale": "learned",
         "train.loss.monotone": 0.02, "train.loss.descent": 0.3}),
+    "ds-resid": ("ds-norm with Norm read as identity + γ·M/‖M‖ (full-rank A, B; session 6)", {
+        "train.loss.deep_supervision": "linear", "network.norm_scale": "residual"}),
+    "ds-resid-hinge": ("ds-resid + descent hinges", {
+        "train.loss.deep_supervision": "linear", "network.norm_scale": "residual",
+        "train.loss.monotone": 0.02, "train.loss.descent": 0.3}),
 }
 
 

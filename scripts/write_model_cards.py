@@ -478,9 +478,12 @@ def model_rows(cfg: dict, cfg_path: str) -> str:
     """The Model table rows beyond the basics: steps on the slider, Norm, deep supervision."""
     n = cfg["n_blocks"]
     norm = cfg.get("norm_scale", "unit")
-    norm_text = ("`learned`: Frobenius normalisation times a learned per-channel gain ρ (init 1), "
-                 "`A = ρ·M/‖M‖`, so that `A·I·B` can match the scale of z and the data term can descend"
-                 if norm == "learned" else "`unit`: Frobenius normalisation per channel (the paper's Norm)")
+    norm_text = {
+        "learned": "`learned`: Frobenius normalisation times a learned per-channel gain ρ (init 1), "
+                   "`A = ρ·M/‖M‖`, so that `A·I·B` can match the scale of z and the data term can descend",
+        "residual": "`residual`: the identity plus a learned low-rank part, `A = 1 + γ·M/‖M‖` with a "
+                    "per-channel γ (init 0), so that A and B stay full rank and `A·I·B` can come close to z",
+    }.get(norm, "`unit`: Frobenius normalisation per channel (the paper's Norm)")
     w = ds_weights(cfg_path)
     ds = (f"on every early exit, {ds_text(cfg_path)}" if w is not None
           else "none: the loss is on the final output only (the paper's)")

@@ -100,6 +100,27 @@ def test_learned_norm_scale_starts_as_unit_norm_and_scales_A_and_B(tmp_path):
         interir.build_model("tiny", norm_scale="spectral")
 
 
+def test_residual_norm_scale_starts_as_identity_and_adds_a_low_rank_part():
+    import interir
+    torch.manual_seed(0)
+    model = interir.build_model("tiny", n_blocks=2, channels=8, norm_scale="residual")
+    x = torch.rand(1, 3, 24, 20)
+    tr = interir.trace(model, x)                       # γ = 0: A = 1 (h × h), B = 1 (w × w)
+    A, B = tr.iterations[0].A, tr.iterations[0].B
+    assert torch.equal(A[0, 0], torch.eye(A.shape[-1])) and torch.equal(B[0, 3], torch.eye(B.shape[-1]))
+    with torch.no_grad():
+        for m in model.modules():
+            if m.__class__.__name__ == "MatrixNorm":
+                m.gain.fill_(0.5)
+    tr = interir.trace(model, x)
+    for it in tr.iterations:                           # A − 1 = 0.5·M/‖M‖: Frobenius norm 0.5, and A stays full rank
+        eye = torch.eye(it.A.shape[-1])
+        assert torch.allclose((it.A - eye).flatten(2).norm(dim=-1), torch.full((1, 8), 0.5), atol=1e-4)
+        assert bool((torch.linalg.matrix_rank(it.A[0]) == it.A.shape[-1]).all())
+    grad, = torch.autograd.grad(model(x).sum(), model.blocks[0].dmum.ep_a.beta)
+    assert float(grad.abs().sum()) > 0                 # the DMUM is trained once γ ≠ 0
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_layernorm_and_simplegate_nodes_have_exact_gradients(channels_last):
     """The closed-form LayerNorm backward and the one-buffer SimpleGate backward pass gradcheck

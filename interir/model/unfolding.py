@@ -27,26 +27,40 @@ def frob_normalize(m: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return m / (m.flatten(2).norm(dim=-1)[..., None, None] + eps)
 
 
-NORM_SCALES = ("unit", "learned")
+NORM_SCALES = ("unit", "learned", "residual")
 
 
 class MatrixNorm(nn.Module):
     """The paper's Norm(·) of Eqs. 11 and 13: each (batch, channel) matrix divided by its
-    Frobenius norm. ``scale="learned"`` reads it with a learned per-channel gain ρ (init 1, so a
-    fresh model is unchanged): A = ρ·M/‖M‖. With unit-norm A and B, A·I·B is about a rank-one
-    projection of I and the data term ‖A·I·B − z‖ cannot be descended (measured: the relative
-    residual of the shipped n = 2 model rises over the iterations); ρ lets A·I·B match z's scale.
+    Frobenius norm. Two readings of ours beside the paper's ``scale="unit"``:
+
+    - ``"learned"``: a learned per-channel gain ρ (init 1, so a fresh model is unchanged),
+      A = ρ·M/‖M‖. With unit-norm A and B, A·I·B is about a rank-one projection of I and the data
+      term ‖A·I·B − z‖ cannot be descended (measured: the relative residual of the shipped n = 2
+      model rises over the iterations); ρ lets A·I·B match z's scale, but not its rank.
+    - ``"residual"``: identity plus a learned low-rank part, A = 1 + γ·M/‖M‖ with a per-channel
+      γ (init 0, so A and B start as the identity and A·I·B = I). The matrices the DMUM builds
+      (Eq. 13) have effective rank ≈ 1; this reading keeps A full rank, so A·I·B can come close
+      to z and the data term means "explain the input", with the degradation as the low-rank
+      departure from the identity.
     """
 
     def __init__(self, channels: int, scale: str = "unit") -> None:
         super().__init__()
         if scale not in NORM_SCALES:
             raise ValueError(f"norm_scale must be one of {NORM_SCALES}, got {scale!r}")
-        self.gain = nn.Parameter(torch.ones(channels)) if scale == "learned" else None
+        self.scale = scale
+        init = {"unit": None, "learned": 1.0, "residual": 0.0}[scale]
+        self.gain = None if init is None else nn.Parameter(torch.full((channels,), init))
 
     def forward(self, m: torch.Tensor) -> torch.Tensor:
         m = frob_normalize(m)
-        return m if self.gain is None else m * self.gain.view(1, -1, 1, 1).to(m.dtype)
+        if self.gain is None:
+            return m
+        m = m * self.gain.view(1, -1, 1, 1).to(m.dtype)
+        if self.scale == "residual":
+            m = m + torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
+        return m
 
 
 class Shrinkage(nn.Module):
