@@ -16,7 +16,9 @@ seeded), and with ``--interventions`` the effect of each intervention (uniform a
     python scripts/evaluate_checkpoints.py --data data_local/testset --iterations \
         --awgn-clean data_local/test_clean \
         checkpoints/interir-tiny checkpoints/interir-tiny-stdconv
-Writes ``<checkpoint>/eval.json`` and ``<checkpoint>/eval.md`` for each. ``--update`` keeps
+Writes ``<checkpoint>/eval.json`` and ``<checkpoint>/eval.md`` for each. ``--against CK`` takes
+the other side of the twin ΔPSNR from an ``eval.json`` measured earlier on the same pairs (and
+adds the delta to it as well), instead of evaluating both together. ``--update`` keeps
 every number of an existing ``eval.json`` and only adds the blocks asked for (``--interventions``):
 
     python scripts/evaluate_checkpoints.py --data data_local/testset --update --interventions \
@@ -121,6 +123,24 @@ def update(args: argparse.Namespace, data: Path) -> None:
         Path(ck, "eval.md").write_text(render(ck, res))
 
 
+def earlier_results(checkpoints: list[str], fresh: dict[str, dict]) -> dict[str, dict]:
+    """The eval.json of each ``--against`` checkpoint; refused unless it was measured on the
+    same test pairs (data folder, image count, PSNR convention) as the fresh results."""
+    out = {}
+    ref = next(iter(fresh.values()))["meta"]
+    for ck in checkpoints:
+        path = Path(ck, "eval.json")
+        if not path.is_file():
+            sys.exit(f"--against {ck}: no eval.json; evaluate it first")
+        res = json.loads(path.read_text())
+        keys = ("data", "n_images", "y_channel", "crop_border", "max_images_per_combo")
+        if any(res["meta"].get(k) != ref.get(k) for k in keys):
+            sys.exit(f"--against {ck}: its eval.json was measured on other data or settings "
+                     f"({ {k: res['meta'].get(k) for k in keys} }); evaluate both together")
+        out[ck] = res
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -136,6 +156,9 @@ def main() -> None:
                     help="the effect of uniform attention and of Λ = 0 per combination")
     ap.add_argument("--update", action="store_true",
                     help="keep an existing eval.json and only add the blocks asked for")
+    ap.add_argument("--against", nargs="+", default=[], metavar="CHECKPOINT",
+                    help="checkpoints already evaluated on the same data: their eval.json gives "
+                         "the other side of the ΔPSNR (written into both), without re-running them")
     args = ap.parse_args()
     data = Path(args.data)
     if args.update:
@@ -174,10 +197,11 @@ def main() -> None:
             line += f", AWGN PSNR {res['awgn']['average']['psnr']:.2f}"
         print(line, flush=True)
     names = list(results)
-    for ck in names:
+    results |= earlier_results(args.against, results)
+    for ck in results:
         res = results[ck]
-        for other in names:
-            if other == ck:
+        for other in results:
+            if other == ck or (ck not in names and other not in names):
                 continue
             res.setdefault("delta_psnr_vs", {})[Path(other).name] = {
                 c: res["combos"][c]["psnr"] - results[other]["combos"][c]["psnr"] for c in res["combos"]} | {

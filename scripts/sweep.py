@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -146,6 +147,29 @@ def forward_ms(cfg: dict[str, Any]) -> float:
     return 1e3 * statistics.median(times)
 
 
+def revalidated_fractions(run_dir: Path, cfg: dict[str, Any]) -> tuple[float, float] | None:
+    """(pairs monotone, residual descending) of a run whose log predates those columns: its
+    ``last/`` weights validated again on the row's validation set, cached in ``pairs.json``.
+    None when the run has no ``last/`` weights."""
+    cache = run_dir / "pairs.json"
+    if cache.exists():
+        d = json.loads(cache.read_text())
+        return d["monotone"], d["descent"]
+    if not (run_dir / "last" / "model.safetensors").exists():
+        return None
+    import torch
+
+    import interir
+    from interir.train import _load_val_sets, validate
+    model = interir.load_pretrained(run_dir / "last")
+    val = cfg["datasets"]["val"]
+    avg = validate(model, _load_val_sets(str(ROOT / val["root"]), val.get("max_images")),
+                   torch.device("cpu"))["average"]
+    cache.write_text(json.dumps({"monotone": avg["monotone"], "descent": avg["descent"],
+                                 "psnr": avg["psnr"], "weights": "last"}, indent=1) + "\n")
+    return avg["monotone"], avg["descent"]
+
+
 def report(args: argparse.Namespace) -> None:
     runs = Path(args.runs)
     lines = ["| row | what it tests | iters | val PSNR (dB) | early-exit PSNR k = 0..n | monotone | "
@@ -158,11 +182,17 @@ def report(args: argparse.Namespace) -> None:
         r = read_log(log)
         mono = all(b >= a - 0.05 for a, b in zip(r["stages"], r["stages"][1:])) if r["stages"] else None
         stages = " → ".join(f"{p:.2f}" for p in r["stages"])
-        pairs = ("—" if r["pairs_monotone"] is None else
-                 f"{100 * r['pairs_monotone']:.0f} % / {100 * r['pairs_descent']:.0f} %")
+        fractions, mark = (r["pairs_monotone"], r["pairs_descent"]), ""
+        if fractions[0] is None:   # a log from before the pair columns: validate its last weights
+            fractions, mark = revalidated_fractions(runs / name, row_config(name)) or (None, None), "¹"
+        pairs = ("—" if fractions[0] is None else
+                 f"{100 * fractions[0]:.0f} % / {100 * fractions[1]:.0f} %{mark}")
         lines.append(f"| `{name}` | {what} | {r['iter']} | {r['psnr']:.2f} | {stages} | "
                      f"{'—' if mono is None else ('yes' if mono else 'no')} | {pairs} | "
                      f"{r['sec_per_it']:.2f} | {forward_ms(row_config(name)):.0f} |")
+    if any("¹ |" in line for line in lines):
+        lines.append("\n¹ the run's log predates the pair columns: its last weights validated again "
+                     "(`pairs.json` in the run folder).")
     text = "\n".join(lines) + "\n"
     if args.out:
         write_table(Path(args.out), text)

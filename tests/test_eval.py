@@ -745,3 +745,19 @@ def test_cli_eval_interventions(tmp_path, all_combos_dir, capsys):
     assert "| Combination | no intervention | Uniform attention |" in out and "| n/a |" in out
     iv = json.loads(j.read_text())["interventions"]
     assert iv["applicable"]["uniform_attention"] is False and len(iv["combos"]) == 7
+
+
+def test_evaluate_checkpoints_against_reads_an_earlier_eval_of_the_same_pairs(tmp_path):
+    script = _script("evaluate_checkpoints")
+    meta = {"data": "data_local/testset", "n_images": 280, "y_channel": False, "crop_border": 0,
+            "max_images_per_combo": None}
+    fresh = {"new": {"meta": dict(meta, weights="new")}}
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "eval.json").write_text(json.dumps({"meta": dict(meta, weights="old"), "average": {"psnr": 1}}))
+    assert script.earlier_results([str(old)], fresh)[str(old)]["average"] == {"psnr": 1}
+    (old / "eval.json").write_text(json.dumps({"meta": dict(meta, n_images=35)}))
+    with pytest.raises(SystemExit, match="other data or settings"):
+        script.earlier_results([str(old)], fresh)
+    with pytest.raises(SystemExit, match="no eval.json"):
+        script.earlier_results([str(tmp_path / "none")], fresh)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import interir
 from interir.config import validate_config
@@ -73,3 +75,19 @@ def test_write_table_replaces_only_the_marked_table(tmp_path):
     text = doc.read_text()
     assert "| new |" in text and "| old |" not in text
     assert text.startswith("# Title\n\nintro\n") and text.endswith("after the table\n")
+
+
+def test_report_revalidates_a_run_logged_before_the_pair_columns(tmp_path, small_train_data):
+    """A finished row whose log has no pair fractions gets them from its last weights (validated
+    on the row's validation set, the same numbers ``validate`` logs), cached in pairs.json."""
+    from interir.train import _load_val_sets, validate
+    model = interir.build_model("tiny", n_blocks=2, channels=8)
+    interir.save_pretrained(model, tmp_path / "row" / "last")
+    cfg = {"datasets": {"val": {"root": str(small_train_data / "val"), "max_images": None}}}
+    mono, desc = sweep.revalidated_fractions(tmp_path / "row", cfg)
+    want = validate(model, _load_val_sets(str(small_train_data / "val"), None), torch.device("cpu"))
+    assert (mono, desc) == (want["average"]["monotone"], want["average"]["descent"])
+    assert json.loads((tmp_path / "row" / "pairs.json").read_text())["monotone"] == mono
+    (tmp_path / "row" / "last" / "model.safetensors").unlink()   # now read from the cache
+    assert sweep.revalidated_fractions(tmp_path / "row", cfg) == (mono, desc)
+    assert sweep.revalidated_fractions(tmp_path / "empty", cfg) is None
