@@ -19,6 +19,7 @@ adds a stage, and the earlier run's log is kept as ``training_log_stage<k>.csv``
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -75,15 +76,28 @@ def stage1_info(ck: Path) -> dict | None:
             "best_val_psnr": max(curve.values()), "best_iter": max(curve, key=curve.get)}
 
 
-def run_info(run_dir: Path) -> dict:
-    rows = list(csv.DictReader(open(run_dir / "log.csv")))
+def log_upto(run_dir: Path, upto: int | None) -> str:
+    """A run's log.csv up to iteration ``upto`` (the shipped weights' iteration; a run that went
+    on after them logged more), header included."""
+    lines = (run_dir / "log.csv").read_text().splitlines(keepends=True)
+    if upto is None:
+        return "".join(lines)
+    return "".join(lines[:1] + [ln for ln in lines[1:] if int(ln.split(",")[1]) <= upto])
+
+
+def run_info(run_dir: Path, upto: int | None = None) -> dict:
+    """Iterations, wall time, last loss and the best validation of a run, up to iteration
+    ``upto`` (the shipped weights'; None: the whole log)."""
+    rows = list(csv.DictReader(io.StringIO(log_upto(run_dir, upto))))
     train = [r for r in rows if r["kind"] == "train"]
     state = json.loads((run_dir / "state.json").read_text())
-    best = json.loads((run_dir / "best" / "metrics.json").read_text())
-    return {"iterations": int(train[-1]["iter"]), "wall_s": float(state.get("elapsed", train[-1]["time"])),
-            "final_loss": float(train[-1]["loss"]), "best_iter": int(best["iter"]),
-            "best_val_psnr": float(best["average"]["psnr"]),
-            "val_curve": list(val_curve(run_dir).items())}
+    curve = {int(r["iter"]): float(r["psnr"]) for r in rows if r["kind"] == "val" and r["combo"] == "average"}
+    best_iter = max(curve, key=curve.get)
+    at_state = upto is None or int(state.get("iteration", -1)) == upto
+    return {"iterations": int(train[-1]["iter"]),
+            "wall_s": float(state["elapsed"] if at_state and "elapsed" in state else train[-1]["time"]),
+            "final_loss": float(train[-1]["loss"]), "best_iter": best_iter,
+            "best_val_psnr": curve[best_iter], "val_curve": list(curve.items())}
 
 
 def schedule(info: dict) -> str:
@@ -701,14 +715,14 @@ def write_one(ck: Path, cks: list[Path], results: dict[Path, dict], args) -> Non
     for path, what in ((run_dir / "log.csv", "--run"), (Path(cfg_path), "--config")):
         if not path.is_file():
             sys.exit(f"{ck}: {path} not found (train.name {name!r}; point {what} {name}=... at it)")
-    info = run_info(run_dir) | {"name": name}
+    info = run_info(run_dir, train.get("iter")) | {"name": name}
     info["planned"] = int(yaml.safe_load(open(cfg_path))["train"]["total_iter"])
     stages: list[dict] = []
     if not is_legacy(ck):
         init = yaml.safe_load(open(cfg_path))["train"].get("init_weights")
         stages = lineage_stages(ck, stage_record(info, cfg_path, init, run_dir))
     (ck / "MODEL_CARD.md").write_text(card(ck, res, twin, twin_res, info, cfg_path, stages))
-    (ck / "training_log.csv").write_text((run_dir / "log.csv").read_text())
+    (ck / "training_log.csv").write_text(log_upto(run_dir, train.get("iter")))
     if stages:
         (ck / LINEAGE).write_text(json.dumps({"stages": stages}, indent=1, ensure_ascii=False) + "\n")
     print("wrote", ck / "MODEL_CARD.md")

@@ -74,7 +74,7 @@ def make_run(root: Path, run: str, first_time: float = 1.5, iters: int = 40) -> 
         if i % 20 == 0:
             rows.append(f"val,{i},,,,,,average,{19 + i / 100:.3f},0.6,")
     (d / "log.csv").write_text("\n".join(rows) + "\n")
-    (d / "state.json").write_text(json.dumps({"elapsed": first_time * iters / 10 + 60.0}))
+    (d / "state.json").write_text(json.dumps({"iteration": iters, "elapsed": first_time * iters / 10 + 60.0}))
     (d / "best" / "metrics.json").write_text(json.dumps({"iter": iters, "average": {"psnr": 19 + iters / 100}}))
     return d
 
@@ -151,6 +151,9 @@ def test_warm_start_lineage_then_a_warm_restart_from_its_own_weights(cards, tmp_
     first_log = (ck / "training_log.csv").read_text()
     make_run(tmp_path, "deep-run", first_time=2.5, iters=60)  # a new run: other first log row
     make_config(tmp_path, "deep-run", init=str(ck))
+    meta = json.loads((ck / "config.json").read_text())
+    meta["train"]["iter"] = 60                                 # its weights replace the checkpoint's
+    (ck / "config.json").write_text(json.dumps(meta))
     write(cards, tmp_path, ck, runs={"deep-run": None})
     text = (ck / "MODEL_CARD.md").read_text()
     assert f"| 3. `deep-run`, warm restart from the committed `{ck}` |" in text and "| 60 |" in text
@@ -230,18 +233,19 @@ def test_last_weights_hinges_and_a_residual_that_starts_above_one(cards, tmp_pat
     torch.manual_seed(0)
     model = interir.build_model("tiny", n_blocks=2, channels=4, norm_scale="learned")
     ck = interir.save_pretrained(model, tmp_path / "checkpoints" / "deep",
-                                 extra={"train": {"name": "deep-run", "iter": 20}})  # not the best (40)
+                                 extra={"train": {"name": "deep-run", "iter": 40}})  # not the best (20)
     res = fake_eval(ck, 2, 1.0)
     res["iterations"]["all_pairs"]["residual"] = [1.06, 0.95, 0.89]
     (ck / "eval.json").write_text(to_json(res))
-    make_run(tmp_path, "deep-run")
+    run = make_run(tmp_path, "deep-run")
+    (run / "log.csv").write_text((run / "log.csv").read_text().replace("average,19.400", "average,19.100"))
     cfg = make_config(tmp_path, "deep-run", n=2)
     cfg.write_text(cfg.read_text().replace("deep_supervision: linear}",
                                            "deep_supervision: linear, monotone: 0.02, descent: 0.3}"))
     write(cards, tmp_path, ck, runs={"deep-run": None})
     text = (ck / "MODEL_CARD.md").read_text()
-    assert ("this checkpoint is the weights after iteration 20 (validation PSNR 19.20 dB); best "
-            "validation PSNR 19.40 dB at iteration 40 |") in text
+    assert ("this checkpoint is the weights after iteration 40 (validation PSNR 19.10 dB); best "
+            "validation PSNR 19.20 dB at iteration 20 |") in text
     assert "this checkpoint is that one" not in text
     assert ("| descent hinges (our option, docs/design.md) | monotone hinge 0.02 per dB of PSNR lost "
             "between exits, descent hinge 0.3 on a rise of the relative data residual |") in text
@@ -250,3 +254,15 @@ def test_last_weights_hinges_and_a_residual_that_starts_above_one(cards, tmp_pat
     assert "- at least +7.5 dB over the input on average: **missed** (+6.00 dB)" in text
     assert "- relative data residual decreasing over k on at least 90 % of the pairs: **missed** (25 %)" in text
     assert "- output better than the degraded input on every combination: met" in text
+
+
+def test_run_info_and_log_stop_at_the_shipped_weights_iteration(tmp_path, cards):
+    """A run that went on after the shipped weights (iteration 40 of a log up to 60): the card's
+    numbers and the copied log end at 40, the wall time is read from the log there."""
+    run = make_run(tmp_path, "long", iters=60)
+    info = cards.run_info(run, 40)
+    assert info["iterations"] == 40 and info["best_iter"] == 40 and info["wall_s"] == 6.0
+    assert info["best_val_psnr"] == 19.4 and [it for it, _ in info["val_curve"]] == [20, 40]
+    assert cards.run_info(run)["iterations"] == 60 and cards.run_info(run)["wall_s"] == 69.0
+    log = cards.log_upto(run, 40)
+    assert log.splitlines()[0].startswith("kind,iter") and log.splitlines()[-1].startswith("val,40,")
