@@ -703,11 +703,8 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
-def write_one(ck: Path, cks: list[Path], results: dict[Path, dict], args) -> None:
-    """Write one checkpoint's card, its training log and (new layout) lineage.json."""
-    res = results[ck]
-    twin = find_twin(ck, cks)
-    twin_res = twin_results(ck, res, twin, results) if twin is not None else None
+def run_of(ck: Path, args) -> tuple[dict, Path, str]:
+    """The ``train`` block of a checkpoint's config.json, its run folder and training config."""
     train = json.loads((ck / "config.json").read_text())["train"]
     name = train["name"]
     run_dir = Path(args.run.get(name) or Path(args.runs) / name)
@@ -715,6 +712,29 @@ def write_one(ck: Path, cks: list[Path], results: dict[Path, dict], args) -> Non
     for path, what in ((run_dir / "log.csv", "--run"), (Path(cfg_path), "--config")):
         if not path.is_file():
             sys.exit(f"{ck}: {path} not found (train.name {name!r}; point {what} {name}=... at it)")
+    return train, run_dir, cfg_path
+
+
+def record_stage(ck: Path, args) -> None:
+    """--stage-only: add the run of ``ck``'s weights to its lineage.json and copy its log."""
+    if is_legacy(ck):
+        sys.exit(f"{ck}: the session-2/3 layout has no lineage.json")
+    train, run_dir, cfg_path = run_of(ck, args)
+    info = run_info(run_dir, train.get("iter")) | {"name": train["name"]}
+    init = yaml.safe_load(open(cfg_path))["train"].get("init_weights")
+    stages = lineage_stages(ck, stage_record(info, cfg_path, init, run_dir))
+    (ck / "training_log.csv").write_text(log_upto(run_dir, train.get("iter")))
+    (ck / LINEAGE).write_text(json.dumps({"stages": stages}, indent=1, ensure_ascii=False) + "\n")
+    print(f"recorded {train['name']} as stage {len(stages)} of", ck / LINEAGE)
+
+
+def write_one(ck: Path, cks: list[Path], results: dict[Path, dict], args) -> None:
+    """Write one checkpoint's card, its training log and (new layout) lineage.json."""
+    res = results[ck]
+    twin = find_twin(ck, cks)
+    twin_res = twin_results(ck, res, twin, results) if twin is not None else None
+    train, run_dir, cfg_path = run_of(ck, args)
+    name = train["name"]
     info = run_info(run_dir, train.get("iter")) | {"name": name}
     info["planned"] = int(yaml.safe_load(open(cfg_path))["train"]["total_iter"])
     stages: list[dict] = []
@@ -736,10 +756,18 @@ def main(argv: list[str] | None = None) -> None:
                     help="the run folder of train.name NAME (default RUNS/NAME); repeatable")
     ap.add_argument("--config", action="append", default=[], metavar="NAME=FILE",
                     help="the training config of train.name NAME (default configs/NAME.yaml); repeatable")
+    ap.add_argument("--stage-only", action="store_true",
+                    help="only record the run of these weights as a stage of lineage.json (and copy "
+                         "its log): for an intermediate stage that is fine-tuned further before it "
+                         "is evaluated and shipped; no eval.json needed, no card written")
     ap.add_argument("checkpoints", nargs="+")
     args = ap.parse_args(argv)
     args.run, args.config = _pairs(args.run, "--run"), _pairs(args.config, "--config")
     cks = [Path(p) for p in args.checkpoints]
+    if args.stage_only:
+        for ck in cks:
+            record_stage(ck, args)
+        return
     for ck in cks:
         for f in ("config.json", "model.safetensors", "eval.json", "eval.md"):
             if not (ck / f).is_file():

@@ -266,3 +266,29 @@ def test_run_info_and_log_stop_at_the_shipped_weights_iteration(tmp_path, cards)
     assert cards.run_info(run)["iterations"] == 60 and cards.run_info(run)["wall_s"] == 69.0
     log = cards.log_upto(run, 40)
     assert log.splitlines()[0].startswith("kind,iter") and log.splitlines()[-1].startswith("val,40,")
+
+
+def test_stage_only_records_an_intermediate_stage_before_the_fine_tune(cards, tmp_path):
+    """--stage-only: stage 1 of a two-stage recipe is recorded without an eval or a card; the
+    fine-tune's card then lists both stages, and the stage-1 log is kept under its stage name."""
+    origin = make_checkpoint(tmp_path, "small", "small-run", n=1, norm_scale="unit")
+    fake_eval(origin, 1, 0.0)
+    ck = make_checkpoint(tmp_path, "deep", "deep-run", n=2)
+    make_run(tmp_path, "deep-run", iters=40)
+    make_config(tmp_path, "deep-run", init=str(origin))
+    cards.main(["--stage-only", "--runs", str(tmp_path / "runs"), "--config",
+                f"deep-run={tmp_path / 'configs/deep-run.yaml'}", str(ck)])
+    assert not (ck / "MODEL_CARD.md").exists() and not (ck / "eval.json").exists()
+    stages = json.loads((ck / "lineage.json").read_text())["stages"]
+    assert [s.get("run") for s in stages] == ["small-run", "deep-run"] and stages[1]["iterations"] == 40
+    stage1_log = (ck / "training_log.csv").read_text()
+    # the fine-tune: its weights replace the checkpoint's, then evaluation and the card
+    make_checkpoint(tmp_path, "deep", "deep-tune", n=2)
+    fake_eval(ck, 2, 1.0)
+    make_run(tmp_path, "deep-tune", first_time=2.5, iters=40)
+    make_config(tmp_path, "deep-tune", init=str(ck))
+    write(cards, tmp_path, ck, runs={"deep-tune": None})
+    text = (ck / "MODEL_CARD.md").read_text()
+    assert "| 2. `deep-run`, warm start from" in text
+    assert f"| 3. `deep-tune`, warm restart from the committed `{ck}` |" in text
+    assert (ck / "training_log_stage2.csv").read_text() == stage1_log
