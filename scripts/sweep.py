@@ -121,7 +121,8 @@ def read_log(path: Path) -> dict[str, Any]:
     def fraction(key: str) -> float | None:   # logs written before these columns have none
         return float(val[-1][key]) if val and val[-1].get(key) else None
 
-    return {"iter": last_it, "psnr": float(val[-1]["psnr"]) if val else float("nan"),
+    return {"iter": last_it, "trained": int(train[-1]["iter"]) if train else 0,
+            "psnr": float(val[-1]["psnr"]) if val else float("nan"),
             "stages": [p for _, p in stages], "sec_per_it": sec_per_it,
             "pairs_monotone": fraction("monotone"), "pairs_descent": fraction("descent")}
 
@@ -175,11 +176,16 @@ def report(args: argparse.Namespace) -> None:
     lines = ["| row | what it tests | iters | val PSNR (dB) | early-exit PSNR k = 0..n | monotone | "
              "pairs monotone / residual descending | s / it | forward 512² (ms) |",
              "|---|---|---:|---:|---|:---:|:---:|---:|---:|"]
+    unfinished: list[str] = []
     for name, (what, _) in ROWS.items():
         log = runs / name / "log.csv"
         if not log.exists():
             continue
         r = read_log(log)
+        if not (runs / name / "DONE").exists():   # unfinished: no row, one line below the table
+            unfinished.append(f"`{name}` ({r['trained']:,} of {row_config(name)['train']['total_iter']:,} "
+                              "iterations)")
+            continue
         mono = all(b >= a - 0.05 for a, b in zip(r["stages"], r["stages"][1:])) if r["stages"] else None
         stages = " → ".join(f"{p:.2f}" for p in r["stages"])
         fractions, mark = (r["pairs_monotone"], r["pairs_descent"]), ""
@@ -190,6 +196,8 @@ def report(args: argparse.Namespace) -> None:
         lines.append(f"| `{name}` | {what} | {r['iter']} | {r['psnr']:.2f} | {stages} | "
                      f"{'—' if mono is None else ('yes' if mono else 'no')} | {pairs} | "
                      f"{r['sec_per_it']:.2f} | {forward_ms(row_config(name)):.0f} |")
+    if unfinished:
+        lines.append("\nUnfinished (resumable; not in the table): " + ", ".join(unfinished) + ".")
     if any("¹ |" in line for line in lines):
         lines.append("\n¹ the run's log predates the pair columns: its last weights validated again "
                      "(`pairs.json` in the run folder).")

@@ -91,3 +91,16 @@ def test_report_revalidates_a_run_logged_before_the_pair_columns(tmp_path, small
     (tmp_path / "row" / "last" / "model.safetensors").unlink()   # now read from the cache
     assert sweep.revalidated_fractions(tmp_path / "row", cfg) == (mono, desc)
     assert sweep.revalidated_fractions(tmp_path / "empty", cfg) is None
+
+
+def test_report_lists_unfinished_rows_below_the_table(tmp_path, capsys):
+    """A row still training (no DONE marker) gets no table row, only its progress below it."""
+    (tmp_path / "ds-linear").mkdir()
+    (tmp_path / "ds-linear" / "log.csv").write_text(
+        "kind,iter,loss,l1,fft,lr,time,combo,psnr,ssim,stage\n"
+        "train,250,1,1,1,1,5.0,,,,\n"
+        "train,500,1,1,1,1,9.0,,,,\n")
+    sweep.report(sweep.argparse.Namespace(runs=str(tmp_path), out=None))
+    out = capsys.readouterr().out
+    assert "Unfinished (resumable; not in the table): `ds-linear` (500 of 1,500 iterations)." in out
+    assert "| `ds-linear` |" not in out
