@@ -8,7 +8,7 @@ from interir.data.degrade import degrade
 from interir.metrics import psnr
 from interir.weights import DEFAULT_CHECKPOINT, repo_root
 
-SHIPPED = ["interir-n6", "interir-tiny", "interir-tiny-stdconv"]
+SHIPPED = ["interir-n6", "interir-n6-stdconv", "interir-tiny", "interir-tiny-stdconv"]
 
 
 def clean_image(size: int = 96) -> torch.Tensor:
