@@ -152,6 +152,7 @@ def test_twin_and_the_server_log(env, client, tmp_path):
 def test_twin_panel_without_a_trained_twin(tmp_path):
     """Weights with no <name>-stdconv sibling (as a new default has before its twin is retrained):
     /twin says so plainly, before and after a restore, with no error in the page or the log."""
+    from app.runtime import shipped_pairs
     from app.testing import serve
 
     torch.manual_seed(1)
@@ -167,8 +168,9 @@ def test_twin_panel_without_a_trained_twin(tmp_path):
             assert not gallery
             assert "No standard-conv twin has been trained for `deep-model` yet" in md
             assert "INTERIR_TWIN_WEIGHTS" in md and "deep-model-stdconv" in md
-            # and it points to the shipped pair that has a twin
-            assert "`INTERIR_WEIGHTS=checkpoints/interir-tiny` to compare that pair" in md
+            # and it points to a shipped pair that has a twin (the default's, now that it has one)
+            assert f"`INTERIR_WEIGHTS=checkpoints/{shipped_pairs()[0]}` to compare that pair" in md
+            assert all(f"`{p}`" in md for p in shipped_pairs())
         log = server.log.read_text()
     assert len(re.findall(r"request /twin image=\S+ \d+ ms ok", log)) == 2
     assert "Traceback" not in log and "refused" not in log and "failed" not in log
