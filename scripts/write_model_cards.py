@@ -60,7 +60,11 @@ INTERPRETATION = """\
 def val_curve(log: Path) -> dict[int, float]:
     """Average validation PSNR by iteration, from a run's log.csv (or a folder holding one)."""
     log = log / "log.csv" if log.is_dir() else log
-    rows = csv.DictReader(open(log))
+    return val_points(csv.DictReader(open(log)))
+
+
+def val_points(rows) -> dict[int, float]:
+    """{iteration: average validation PSNR} of log.csv rows."""
     return {int(r["iter"]): float(r["psnr"]) for r in rows if r["kind"] == "val" and r["combo"] == "average"}
 
 
@@ -91,7 +95,7 @@ def run_info(run_dir: Path, upto: int | None = None) -> dict:
     rows = list(csv.DictReader(io.StringIO(log_upto(run_dir, upto))))
     train = [r for r in rows if r["kind"] == "train"]
     state = json.loads((run_dir / "state.json").read_text())
-    curve = {int(r["iter"]): float(r["psnr"]) for r in rows if r["kind"] == "val" and r["combo"] == "average"}
+    curve = val_points(rows)
     best_iter = max(curve, key=curve.get)
     at_state = upto is None or int(state.get("iteration", -1)) == upto
     return {"iterations": int(train[-1]["iter"]),
@@ -715,17 +719,31 @@ def run_of(ck: Path, args) -> tuple[dict, Path, str]:
     return train, run_dir, cfg_path
 
 
+def run_stages(ck: Path, args) -> tuple[dict, str, list[dict], str]:
+    """The run of ``ck``'s weights (info, training config), the lineage it completes (new
+    layout; [] for the legacy pair) and its log up to the weights' iteration."""
+    train, run_dir, cfg_path = run_of(ck, args)
+    info = run_info(run_dir, train.get("iter")) | {"name": train["name"]}
+    cfg_train = yaml.safe_load(open(cfg_path))["train"]
+    info["planned"] = int(cfg_train["total_iter"])
+    stages = ([] if is_legacy(ck) else
+              lineage_stages(ck, stage_record(info, cfg_path, cfg_train.get("init_weights"), run_dir)))
+    return info, cfg_path, stages, log_upto(run_dir, train.get("iter"))
+
+
+def write_lineage(ck: Path, stages: list[dict], log: str) -> None:
+    (ck / "training_log.csv").write_text(log)
+    if stages:
+        (ck / LINEAGE).write_text(json.dumps({"stages": stages}, indent=1, ensure_ascii=False) + "\n")
+
+
 def record_stage(ck: Path, args) -> None:
     """--stage-only: add the run of ``ck``'s weights to its lineage.json and copy its log."""
     if is_legacy(ck):
         sys.exit(f"{ck}: the session-2/3 layout has no lineage.json")
-    train, run_dir, cfg_path = run_of(ck, args)
-    info = run_info(run_dir, train.get("iter")) | {"name": train["name"]}
-    init = yaml.safe_load(open(cfg_path))["train"].get("init_weights")
-    stages = lineage_stages(ck, stage_record(info, cfg_path, init, run_dir))
-    (ck / "training_log.csv").write_text(log_upto(run_dir, train.get("iter")))
-    (ck / LINEAGE).write_text(json.dumps({"stages": stages}, indent=1, ensure_ascii=False) + "\n")
-    print(f"recorded {train['name']} as stage {len(stages)} of", ck / LINEAGE)
+    info, _cfg, stages, log = run_stages(ck, args)
+    write_lineage(ck, stages, log)
+    print(f"recorded {info['name']} as stage {len(stages)} of", ck / LINEAGE)
 
 
 def write_one(ck: Path, cks: list[Path], results: dict[Path, dict], args) -> None:
@@ -733,18 +751,9 @@ def write_one(ck: Path, cks: list[Path], results: dict[Path, dict], args) -> Non
     res = results[ck]
     twin = find_twin(ck, cks)
     twin_res = twin_results(ck, res, twin, results) if twin is not None else None
-    train, run_dir, cfg_path = run_of(ck, args)
-    name = train["name"]
-    info = run_info(run_dir, train.get("iter")) | {"name": name}
-    info["planned"] = int(yaml.safe_load(open(cfg_path))["train"]["total_iter"])
-    stages: list[dict] = []
-    if not is_legacy(ck):
-        init = yaml.safe_load(open(cfg_path))["train"].get("init_weights")
-        stages = lineage_stages(ck, stage_record(info, cfg_path, init, run_dir))
+    info, cfg_path, stages, log = run_stages(ck, args)
     (ck / "MODEL_CARD.md").write_text(card(ck, res, twin, twin_res, info, cfg_path, stages))
-    (ck / "training_log.csv").write_text(log_upto(run_dir, train.get("iter")))
-    if stages:
-        (ck / LINEAGE).write_text(json.dumps({"stages": stages}, indent=1, ensure_ascii=False) + "\n")
+    write_lineage(ck, stages, log)
     print("wrote", ck / "MODEL_CARD.md")
 
 
