@@ -9,6 +9,13 @@ frequency entries. Both terms are computed in float32, also under bf16 autocast.
 Deep supervision (a training option, not in the paper): :class:`DeepSupervisionLoss` applies the
 same loss to each early-exit decode of ``InterIR.stages`` (k = 0..n) and sums with weights w_k.
 
+Brightness term (a training option, not in the paper): ``brightness · mean_{b,c} |mean_hw(Î) −
+mean_hw(I)|``, the L1 distance of the per-channel image means. The L1 and FFT terms already
+contain the mean (the FFT's DC entry), but with the weight of one pixel / one frequency among
+thousands; a model that cannot tell how much veil an image holds then leaves a per-image
+brightness error that dominates its squared error. The term gives that error its own weight.
+It is part of the base loss, so with deep supervision every early exit gets it.
+
 Descent hinges (training options, not in the paper): :class:`IterationHingeLoss` adds, per
 sample, a penalty on every iteration that makes the early-exit image worse (its PSNR drops) or the
 relative data residual ||A_k I_{k+1} B_k - z|| / ||z|| rise. An unrolled solver is expected to
@@ -21,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["fft_l1", "RestorationLoss", "DeepSupervisionLoss", "IterationHingeLoss", "psnr_drops"]
+__all__ = ["fft_l1", "mean_l1", "RestorationLoss", "DeepSupervisionLoss", "IterationHingeLoss", "psnr_drops"]
 
 #: Margins of the hinges: a step must gain at least this much PSNR (dB) / lower the relative
 #: residual by at least this much (the evaluation allows a 0.05 dB loss and asks for a strictly
@@ -37,19 +44,30 @@ def fft_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return diff.abs().mean()
 
 
-class RestorationLoss(torch.nn.Module):
-    """``l1 * L1(pred, target) + fft * fft_l1(pred, target)``; returns (total, l1, fft)."""
+def mean_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over batch and channels of |mean_hw(pred) − mean_hw(target)| (float32)."""
+    return (pred.float().mean((-2, -1)) - target.float().mean((-2, -1))).abs().mean()
 
-    def __init__(self, l1: float = 1.0, fft: float = 0.1):
+
+class RestorationLoss(torch.nn.Module):
+    """``l1 * L1(pred, target) + fft * fft_l1(pred, target) [+ brightness * mean_l1(pred,
+    target)]``; returns (total, l1, fft) (the brightness term is in the total only)."""
+
+    def __init__(self, l1: float = 1.0, fft: float = 0.1, brightness: float = 0.0):
         super().__init__()
-        self.w_l1, self.w_fft = float(l1), float(fft)
+        if brightness < 0:
+            raise ValueError(f"brightness weight must be >= 0, got {brightness}")
+        self.w_l1, self.w_fft, self.w_mean = float(l1), float(fft), float(brightness)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pred, target = pred.float(), target.float()
         l1 = F.l1_loss(pred, target)
         fft = fft_l1(pred, target) if self.w_fft else torch.zeros((), device=pred.device)
-        return self.w_l1 * l1 + self.w_fft * fft, l1.detach(), fft.detach()
+        total = self.w_l1 * l1 + self.w_fft * fft
+        if self.w_mean:
+            total = total + self.w_mean * mean_l1(pred, target)
+        return total, l1.detach(), fft.detach()
 
 
 class DeepSupervisionLoss(torch.nn.Module):

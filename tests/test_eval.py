@@ -761,3 +761,18 @@ def test_evaluate_checkpoints_against_reads_an_earlier_eval_of_the_same_pairs(tm
         script.earlier_results([str(old)], fresh)
     with pytest.raises(SystemExit, match="no eval.json"):
         script.earlier_results([str(tmp_path / "none")], fresh)
+
+
+def test_brightness_check_matches_eval_and_its_oracle_fixes_the_means(tmp_path, tiny_weights,
+                                                                      data_dir, result, capsys):
+    script = _script("brightness_check")
+    res = script.check(str(tiny_weights), str(data_dir))
+    assert list(res) == ["haze_rain", "noise", "average"]
+    for combo in ("haze_rain", "noise"):  # same numbers as interir eval's blocks
+        assert res[combo]["psnr"] == pytest.approx(result["combos"][combo]["psnr"], abs=1e-3)
+        assert res[combo]["bias"] == pytest.approx(
+            result["brightness"]["model"]["combos"][combo]["bias"], abs=1e-3)
+        # the untrained model's output is off in brightness: setting the means helps
+        assert res[combo]["oracle_psnr"] > res[combo]["psnr"]
+    assert script.main(["--data", str(tmp_path / "none"), str(tiny_weights)]) == 2
+    assert "error:" in capsys.readouterr().err
