@@ -153,3 +153,9 @@ def test_shipped_configs_are_valid():
 def test_combo_names_match_degrade():
     from interir.data.degrade import COMBOS
     assert tuple(COMBO_NAMES) == tuple(COMBOS)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_of_the_repo_validates(path):
+    cfg = load_config(path)
+    assert cfg["name"] and cfg["train"]["total_iter"] > 0
