@@ -167,6 +167,9 @@ SCHEMA: dict[str, Any] = {
             "type": F("str", "synthetic", choices=("synthetic",)),
             "root": F("str"),
             "patch_size": F("int", positive=True),
+            # optional: degrade crops of this size, then cut patch_size windows from them
+            # (degradations at the scale of a photo; absent: degrade the patches themselves)
+            "degrade_size": F("int", _ABSENT, positive=True),
             "batch_size": F("int", positive=True),
             "combos": F("combos", "all"),
             "exclude_list": F("str", None, nullable=True),
@@ -294,6 +297,9 @@ def validate_config(raw: Any) -> dict:
     tr = cfg["datasets"]["train"]
     if tr["patch_size"] < 8:
         raise InterIRError(f"datasets.train.patch_size: must be >= 8, got {tr['patch_size']}")
+    if tr.get("degrade_size", tr["patch_size"]) < tr["patch_size"]:
+        raise InterIRError(f"datasets.train.degrade_size: must be >= patch_size "
+                           f"({tr['patch_size']}), got {tr['degrade_size']}")
     loss = cfg["train"]["loss"]
     spec = loss.pop("deep_supervision", None)
     if spec is not None:  # resolved to n + 1 normalised weights

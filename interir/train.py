@@ -127,11 +127,15 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: dict):
 
 
 def make_batch(dataset, batch: int, combos, seed: int, iteration: int, rank: int,
-               device: torch.device, clean: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+               device: torch.device, clean: torch.Tensor | None = None,
+               patch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(degraded, clean) on ``device`` for one step — a pure function of (seed, iter, rank).
 
     ``clean`` may be passed in if it was already sampled (prefetched) with the same seed.
+    With ``patch_size`` smaller than the dataset's crops, the degradation is synthesised on the
+    crops and each pair is then cut to a random ``patch_size`` window (``datasets.train.
+    degrade_size``): the rain streaks, veils and haze depth then have the scale of a whole
+    photo, not of a patch.
     """
     from .data.degrade import degrade, sample_levels
 
@@ -142,6 +146,13 @@ def make_batch(dataset, batch: int, combos, seed: int, iteration: int, rank: int
     g = torch.Generator(device=device).manual_seed(s)
     haze, rain, noise, _ = sample_levels(batch, combos, generator=g, device=device)
     degraded = degrade(clean, haze, rain, noise, generator=g)
+    size = clean.shape[-1]
+    if patch_size is not None and patch_size < size:
+        pos = torch.randint(size - patch_size + 1, (batch, 2),
+                            generator=torch.Generator().manual_seed(s ^ 0x5EED)).tolist()
+        cut = lambda x: torch.stack([x[j, :, t:t + patch_size, l:l + patch_size]  # noqa: E731
+                                     for j, (t, l) in enumerate(pos)])
+        degraded, clean = cut(degraded), cut(clean)
     return degraded, clean
 
 
@@ -609,7 +620,9 @@ class Trainer:
         if not root.is_dir():
             raise InterIRError(f"datasets.train.root: folder not found: {root}")
         exclude = read_exclude_list(dcfg["exclude_list"]) if dcfg["exclude_list"] else None
-        self.dataset = CleanImageDataset(root, patch_size=dcfg["patch_size"],
+        # with degrade_size the dataset's crops are that large and make_batch cuts the patches
+        self.patch = dcfg["patch_size"]
+        self.dataset = CleanImageDataset(root, patch_size=dcfg.get("degrade_size") or self.patch,
                                          augment=dcfg["augment"], exclude=exclude)
         self.combos, self.batch = list(dcfg["combos"]), dcfg["batch_size"]
         self.val_enabled = bool(vcfg["root"])
@@ -728,7 +741,8 @@ class Trainer:
         """Forward, loss, backward, (clip,) optimiser and scheduler step for iteration ``it``.
         Returns the detached (loss, l1, fft); sets ``self.lr`` to the step's learning rate."""
         degraded, clean = make_batch(self.dataset, self.batch, self.combos, self.seed, it,
-                                     self.rt.rank, self.rt.device, self._next_clean(it))
+                                     self.rt.rank, self.rt.device, self._next_clean(it),
+                                     patch_size=self.patch)
         self.lr = self.optimizer.param_groups[0]["lr"]
         with self.amp:
             out = self.net(degraded)

@@ -320,6 +320,63 @@ def test_batches_are_a_pure_function_of_seed_iteration_rank(data_dir):
     assert len({T.step_seed(s, i, r) for s in range(3) for i in range(50) for r in range(3)}) == 450
 
 
+def test_degrade_size_degrades_the_crop_then_cuts_the_patch(data_dir):
+    """datasets.train.degrade_size: the pair is a window of a degraded larger crop (same window
+    in input and target), still a pure function of (seed, iteration, rank)."""
+    from interir.data.datasets import CleanImageDataset
+    from interir.data.degrade import degrade, sample_levels
+
+    ds = CleanImageDataset(data_dir / "clean", patch_size=48, augment=True)
+    combos = ["haze_rain_noise"]
+    deg, clean = T.make_batch(ds, 2, combos, 7, 10, 0, torch.device("cpu"), patch_size=32)
+    again = T.make_batch(ds, 2, combos, 7, 10, 0, torch.device("cpu"), patch_size=32)
+    assert deg.shape == clean.shape == (2, 3, 32, 32)
+    assert torch.equal(deg, again[0]) and torch.equal(clean, again[1])
+    # rebuild the full degraded crops: each pair is one window of them, at the same place
+    s = T.step_seed(7, 10, 0)
+    crops = ds.sample_batch(2, torch.Generator().manual_seed(s))
+    g = torch.Generator().manual_seed(s)
+    full = degrade(crops, *sample_levels(2, combos, generator=g)[:3], generator=g)
+    for j in range(2):
+        hits = [(t, l) for t in range(17) for l in range(17)
+                if torch.equal(crops[j, :, t:t + 32, l:l + 32], clean[j])]
+        assert any(torch.equal(full[j, :, t:t + 32, l:l + 32], deg[j]) for t, l in hits)
+    # without it (or at the crop size) the crop itself is the patch, as before
+    plain = T.make_batch(ds, 2, combos, 7, 10, 0, torch.device("cpu"))
+    assert torch.equal(T.make_batch(ds, 2, combos, 7, 10, 0, torch.device("cpu"),
+                                    patch_size=48)[0], plain[0])
+
+
+def test_degrade_size_config(tmp_path):
+    from interir.config import validate_config
+
+    raw = {"name": "t", "datasets": {"train": {"root": "c", "patch_size": 32, "batch_size": 2}},
+           "network": {"preset": "tiny"}, "train": {"optimizer": {"lr": 1e-3}, "total_iter": 1},
+           "checkpoint": {"dir": "run"}}
+    assert "degrade_size" not in validate_config(raw)["datasets"]["train"]
+    raw["datasets"]["train"]["degrade_size"] = 16
+    with pytest.raises(InterIRError, match="degrade_size: must be >= patch_size"):
+        validate_config(raw)
+    raw["datasets"]["train"]["degrade_size"] = 64
+    assert validate_config(raw)["datasets"]["train"]["degrade_size"] == 64
+
+
+def test_training_with_degrade_size_runs_on_patches(tmp_path, data_dir, monkeypatch):
+    torch.set_num_threads(1)
+    raw = _raw_cfg(data_dir, tmp_path / "run", total_iter=2)
+    raw["datasets"]["train"]["degrade_size"] = 40   # the clean images are 48 x 56
+    shapes, orig = [], T.make_batch
+
+    def spy(*a, **k):
+        out = orig(*a, **k)
+        shapes.append(tuple(out[0].shape))
+        return out
+
+    monkeypatch.setattr(T, "make_batch", spy)
+    T.train(validate_config(raw), log=lambda msg: None)
+    assert shapes == [(2, 3, 32, 32)] * 2
+
+
 def test_exclude_list_formats(tmp_path):
     (tmp_path / "a.txt").write_text("# comment\nx.png\n\n  dir/y.jpg \n")
     assert T.read_exclude_list(tmp_path / "a.txt") == ["x.png", "y.jpg"]
