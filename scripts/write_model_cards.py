@@ -108,7 +108,8 @@ def schedule(info: dict) -> str:
     done, planned = info["iterations"], info["planned"]
     if done >= planned:
         return f"{done:,}, the whole cosine schedule"
-    return f"{done:,} of a {planned:,}-iteration cosine schedule, stopped there to fit the session"
+    return (f"{done:,} of a {planned:,}-iteration cosine schedule: the weights at that "
+            "iteration (a milestone; the run may go on past it)")
 
 
 def ds_weights(cfg_path: str) -> list[float] | None:
