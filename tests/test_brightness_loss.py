@@ -1,7 +1,6 @@
 """The brightness term of the loss (train.loss.brightness, interir.losses.mean_l1)."""
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,6 @@ from interir import train as T
 from interir.config import validate_config
 from interir.errors import InterIRError
 from interir.losses import DeepSupervisionLoss, RestorationLoss, mean_l1
-
-MINIMAL = {
-    "name": "t",
-    "datasets": {"train": {"root": "clean", "patch_size": 32, "batch_size": 2}},
-    "network": {"preset": "tiny", "n_blocks": 2},
-    "train": {"optimizer": {"lr": 1e-3}, "total_iter": 10},
-    "checkpoint": {"dir": "run"},
-}
-
 
 def test_mean_l1_is_the_distance_of_the_channel_means():
     g = torch.Generator().manual_seed(0)
@@ -62,17 +52,21 @@ def test_deep_supervision_applies_it_to_every_exit():
     assert loss(stages, target)[0].item() == pytest.approx(0.05, abs=1e-6)
 
 
-def _cfg(loss: dict) -> dict:
-    raw = copy.deepcopy(MINIMAL)
-    raw["train"]["loss"] = loss
-    return validate_config(raw)
+def _raw(loss: dict, run: Path = Path("run"), root: Path = Path("clean")) -> dict:
+    """A 2-iteration training config of a tiny n = 2 model with the given loss."""
+    return {"name": run.name, "seed": 1, "device": "cpu",
+            "datasets": {"train": {"root": str(root), "patch_size": 16, "batch_size": 2}},
+            "network": {"preset": "tiny", "n_blocks": 2, "channels": 8},
+            "train": {"optimizer": {"lr": 1e-3}, "total_iter": 2, "loss": loss},
+            "logger": {"print_every": 1, "tensorboard": False},
+            "checkpoint": {"every": 2, "dir": str(run)}}
 
 
 def test_config_keeps_it_absent_unless_given():
-    assert "brightness" not in _cfg({})["train"]["loss"]
-    assert _cfg({"brightness": 0.5})["train"]["loss"]["brightness"] == 0.5
+    assert "brightness" not in validate_config(_raw({}))["train"]["loss"]
+    assert validate_config(_raw({"brightness": 0.5}))["train"]["loss"]["brightness"] == 0.5
     with pytest.raises(InterIRError, match="train.loss.brightness"):
-        _cfg({"brightness": -1})
+        validate_config(_raw({"brightness": -1}))
 
 
 def test_training_with_the_term_changes_the_run(tmp_path, small_train_data: Path):
@@ -81,13 +75,7 @@ def test_training_with_the_term_changes_the_run(tmp_path, small_train_data: Path
     torch.set_num_threads(1)
     weights = {}
     for name, loss in (("plain", {}), ("bright", {"brightness": 10.0})):
-        raw = {"name": name, "seed": 1, "device": "cpu",
-               "datasets": {"train": {"root": str(small_train_data / "clean"), "patch_size": 16,
-                                      "batch_size": 2}},
-               "network": {"preset": "tiny", "n_blocks": 2, "channels": 8},
-               "train": {"optimizer": {"lr": 1e-3}, "total_iter": 2, "loss": loss},
-               "logger": {"print_every": 1, "tensorboard": False},
-               "checkpoint": {"every": 2, "dir": str(tmp_path / name)}}
+        raw = _raw(loss, tmp_path / name, small_train_data / "clean")
         T.train(validate_config(raw), log=lambda msg: None)
         weights[name] = load_file(str(tmp_path / name / "last" / "model.safetensors"))
     assert any(not torch.equal(weights["plain"][k], weights["bright"][k]) for k in weights["plain"])
