@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import interir
 import interir.weights as weights_mod
@@ -292,3 +293,15 @@ def test_stage_only_records_an_intermediate_stage_before_the_fine_tune(cards, tm
     assert "| 2. `deep-run`, warm start from" in text
     assert f"| 3. `deep-tune`, warm restart from the committed `{ck}` |" in text
     assert (ck / "training_log_stage2.csv").read_text() == stage1_log
+
+
+def test_recipe_names_the_degradation_crop_when_pairs_are_windows_of_it(cards, tmp_path):
+    cfg = {"seed": 1, "datasets": {"train": {"batch_size": 8, "patch_size": 96}},
+           "train": {"optimizer": {"type": "Adam", "lr": 1e-4}, "scheduler": {"eta_min": 1e-7},
+                     "loss": {"l1": 1.0}, "grad_clip": 1.0}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert "batch 8 × 96²," in cards.recipe(str(path))
+    cfg["datasets"]["train"]["degrade_size"] = 256
+    path.write_text(yaml.safe_dump(cfg))
+    assert "batch 8 × 96² (windows of degraded 256² crops)" in cards.recipe(str(path))
