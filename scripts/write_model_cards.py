@@ -479,12 +479,30 @@ def twin_results(ck: Path, res: dict, twin: Path, results: dict[Path, dict]) -> 
 
 
 # ----------------------------------------------------------------------------- card sections
+def trained_iter(ck: Path) -> int | None:
+    """The iteration of its last training stage a checkpoint's weights are from (config.json)."""
+    return json.loads((ck / "config.json").read_text()).get("train", {}).get("iter")
+
+
+def step_gap(ck: Path, twin: Path) -> str:
+    """A paragraph when the twins' weights are from different iterations of their last stage
+    (one of them went on ahead; the other follows later), else ""."""
+    a, b = trained_iter(ck), trained_iter(twin)
+    if a is None or b is None or a == b:
+        return ""
+    return (f"\n**Not in step:** these weights are from iteration {a:,} of their last training stage, "
+            f"`{twin.name}`'s from iteration {b:,} of the same stage (the other model follows in a later "
+            f"session), so this comparison mixes the convolution's effect with {abs(a - b):,} iterations "
+            "of training.\n")
+
+
 def role(ck: Path, cfg: dict, twin: Path | None) -> str:
     """The sentence after "This is": the default checkpoint (from interir.weights), or not."""
     default = weights_mod.DEFAULT_CHECKPOINT
     if cfg["conv_type"] == "standard":
         if twin is not None:
-            return (f"the ablation twin of `{twin.name}`: same code, budget, seed and data with "
+            same = "budget" if not step_gap(ck, twin) else "recipe"
+            return (f"the ablation twin of `{twin.name}`: same code, {same}, seed and data with "
                     "`conv_type: standard`")
         return (f"a standard-convolution model (`conv_type: standard`), not the default checkpoint "
                 f"(`checkpoints/{default}`)")
@@ -561,7 +579,7 @@ reports +0.72 dB for the explainable convolution at full scale (Table 4).
 | {' | '.join(combo_label(c) for c in combos)} | Average |
 |{'|'.join([':---:'] * (len(combos) + 1))}|
 | {dl} |
-
+{step_gap(ck, twin)}
 The paper reports +0.72 dB for the explainable convolution at full scale (Table 4).
 {ablation_section(sorted([ck.name, twin.name]))}"""
 
@@ -610,7 +628,7 @@ def shipped_text(ck: Path, info: dict) -> str:
 
 def training_section(ck: Path, info: dict, cfg_path: str, twin: Path | None, lineage_md: str) -> str:
     curve = ", ".join(f"{i}: {p:.2f}" for i, p in info["val_curve"])
-    alike = ", both twins alike" if twin is not None else ""
+    alike = ", both twins alike" if twin is not None and not step_gap(ck, twin) else ""
     hardware = ("2-core x86-64 CPU shared with its twin's run (one thread each) and other work; no GPU"
                 if twin is not None else "one thread of a 2-core x86-64 CPU shared with other work; no GPU")
     return f"""## Training

@@ -59,10 +59,10 @@ def fake_eval(ck: Path, n: int, offset: float, twins: dict[str, float] | None = 
 
 
 def make_checkpoint(root: Path, name: str, run: str, n: int = 2, conv_type: str = "explain",
-                    norm_scale: str = "learned") -> Path:
+                    norm_scale: str = "learned", iteration: int = 40) -> Path:
     torch.manual_seed(0)
     model = interir.build_model("tiny", n_blocks=n, channels=4, conv_type=conv_type, norm_scale=norm_scale)
-    return interir.save_pretrained(model, root / "checkpoints" / name, extra={"train": {"name": run, "iter": 40, "val": {"psnr": 19.4}}})
+    return interir.save_pretrained(model, root / "checkpoints" / name, extra={"train": {"name": run, "iter": iteration, "val": {"psnr": 19.4}}})
 
 
 def make_run(root: Path, run: str, first_time: float = 1.5, iters: int = 40) -> Path:
@@ -305,3 +305,20 @@ def test_recipe_names_the_degradation_crop_when_pairs_are_windows_of_it(cards, t
     cfg["datasets"]["train"]["degrade_size"] = 256
     path.write_text(yaml.safe_dump(cfg))
     assert "batch 8 × 96² (windows of degraded 256² crops)" in cards.recipe(str(path))
+
+
+def test_twins_not_in_step_say_so_in_both_cards(cards, tmp_path):
+    ck = make_checkpoint(tmp_path, "m", "m-run")
+    twin = make_checkpoint(tmp_path, "m-stdconv", "m-stdconv-run", conv_type="standard", iteration=20)
+    fake_eval(ck, 2, 1.0, twins={"m-stdconv": 0.25})
+    fake_eval(twin, 2, 0.5, twins={"m": -0.25})
+    make_run(tmp_path, "m-run")
+    make_run(tmp_path, "m-stdconv-run", iters=20)
+    for run in ("m-run", "m-stdconv-run"):
+        make_config(tmp_path, run)
+    write(cards, tmp_path, ck, twin, runs={"m-run": None, "m-stdconv-run": None})
+    text, twin_text = (ck / "MODEL_CARD.md").read_text(), (twin / "MODEL_CARD.md").read_text()
+    assert "**Not in step:** these weights are from iteration 40" in text and "`m-stdconv`'s from iteration 20" in text
+    assert "**Not in step:** these weights are from iteration 20" in twin_text and "mixes the convolution" in twin_text
+    assert "the ablation twin of `m`: same code, recipe, seed and data" in twin_text
+    assert "both twins alike" not in text and "both twins alike" not in twin_text
