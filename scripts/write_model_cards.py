@@ -484,12 +484,18 @@ def trained_iter(ck: Path) -> int | None:
     return json.loads((ck / "config.json").read_text()).get("train", {}).get("iter")
 
 
-def step_gap(ck: Path, twin: Path) -> str:
-    """A paragraph when the twins' weights are from different iterations of their last stage
-    (one of them went on ahead; the other follows later), else ""."""
+def in_step(ck: Path, twin: Path) -> bool:
+    """False when the twins' weights are from different iterations of their last stage (one of
+    them went on ahead; the other follows later)."""
     a, b = trained_iter(ck), trained_iter(twin)
-    if a is None or b is None or a == b:
+    return a is None or b is None or a == b
+
+
+def step_gap(ck: Path, twin: Path) -> str:
+    """The card's paragraph for twins that are not :func:`in_step`, else ""."""
+    if in_step(ck, twin):
         return ""
+    a, b = trained_iter(ck), trained_iter(twin)
     return (f"\n**Not in step:** these weights are from iteration {a:,} of their last training stage, "
             f"`{twin.name}`'s from iteration {b:,} of the same stage (the other model follows in a later "
             f"session), so this comparison mixes the convolution's effect with {abs(a - b):,} iterations "
@@ -501,7 +507,7 @@ def role(ck: Path, cfg: dict, twin: Path | None) -> str:
     default = weights_mod.DEFAULT_CHECKPOINT
     if cfg["conv_type"] == "standard":
         if twin is not None:
-            same = "budget" if not step_gap(ck, twin) else "recipe"
+            same = "budget" if in_step(ck, twin) else "recipe"
             return (f"the ablation twin of `{twin.name}`: same code, {same}, seed and data with "
                     "`conv_type: standard`")
         return (f"a standard-convolution model (`conv_type: standard`), not the default checkpoint "
@@ -618,7 +624,7 @@ def shipped_text(ck: Path, info: dict) -> str:
     """Which weights of the run these are: the best validation's (``best/``) or another
     iteration's (``last/``), from the iteration that ``config.json`` records."""
     best = f"best validation PSNR {info['best_val_psnr']:.2f} dB at iteration {info['best_iter']:,}"
-    it = json.loads((ck / "config.json").read_text()).get("train", {}).get("iter")
+    it = trained_iter(ck)
     if it is None or int(it) == info["best_iter"]:
         return f"{best}: this checkpoint is that one"
     val = dict(info["val_curve"]).get(int(it))
@@ -628,7 +634,7 @@ def shipped_text(ck: Path, info: dict) -> str:
 
 def training_section(ck: Path, info: dict, cfg_path: str, twin: Path | None, lineage_md: str) -> str:
     curve = ", ".join(f"{i}: {p:.2f}" for i, p in info["val_curve"])
-    alike = ", both twins alike" if twin is not None and not step_gap(ck, twin) else ""
+    alike = ", both twins alike" if twin is not None and in_step(ck, twin) else ""
     hardware = ("2-core x86-64 CPU shared with its twin's run (one thread each) and other work; no GPU"
                 if twin is not None else "one thread of a 2-core x86-64 CPU shared with other work; no GPU")
     return f"""## Training
