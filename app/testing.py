@@ -4,11 +4,14 @@
         Client(server.url).predict(...)
 
 The server runs ``python app.py`` on a free loopback port with its own reference set and cache
-folder (never touching ``app/assets``), and is stopped (its process group) on exit.
+folder (never touching ``app/assets``), and is stopped (its process group) on exit. ``seed_reference``
+copies a prebuilt set (e.g. the shipped one) in first: the app uses it when it was built with the
+served weights, and rebuilds it inside the work folder otherwise.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,10 +41,13 @@ class Served:
 
 @contextmanager
 def serve(weights: str | os.PathLike | None, workdir: str | os.PathLike, quick_reference: bool = True,
-          env: dict[str, str] | None = None, timeout: float = 180.0) -> Iterator[Served]:
+          env: dict[str, str] | None = None, timeout: float = 180.0,
+          seed_reference: str | os.PathLike | None = None) -> Iterator[Served]:
     """Run the app on 127.0.0.1:<free port>; yields its URL and pid. Log: ``workdir/app.log``."""
     workdir = Path(workdir)
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)  # session files stay inside workdir
+    if seed_reference is not None and Path(seed_reference).is_file():
+        shutil.copyfile(seed_reference, workdir / "reference.npz")
     port = free_port()
     full_env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
                     GRADIO_ANALYTICS_ENABLED="False", INTERIR_CACHE_DIR=str(workdir / "cache"),

@@ -103,8 +103,12 @@ def app_url(tmp_path_factory):
                             root / "weights-stdconv")  # the twin, found beside the weights
     env_weights = os.environ.get("INTERIR_BROWSER_WEIGHTS")
     weights = str(Path(env_weights).resolve()) if env_weights else root / "weights"  # docs: the real checkpoint
-    with serve(weights, root / "server",
-               quick_reference=not os.environ.get("INTERIR_BROWSER_WEIGHTS")) as server:
+    # real weights: start from the shipped reference set (used when its weights hash matches;
+    # otherwise the full set is rebuilt in the work folder, which takes minutes on 2 cores)
+    from interir.reference import SHIPPED_REFERENCE
+    with serve(weights, root / "server", quick_reference=not env_weights,
+               seed_reference=SHIPPED_REFERENCE if env_weights else None,
+               timeout=900.0 if env_weights else 180.0) as server:
         yield server.url
 
 
