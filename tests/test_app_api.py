@@ -552,3 +552,24 @@ def test_why_fields_are_checked_by_the_region_rules(fields, words):
     assert "\n" not in str(info.value)
     box = parse_region("4", 2.0, 1, "")  # a half-given box is a point; numbers may come as text
     assert (box.kind, box.x, box.y) == ("point", 4.0, 2.0)
+
+
+def test_serve_seeds_a_prebuilt_reference_set(tmp_path):
+    """serve(seed_reference=…) (the browser test with real weights): a set built with the served
+    weights is used as it is, not rebuilt, and the seed file itself is left untouched."""
+    from app.testing import serve
+    from interir.reference import build_reference
+
+    torch.manual_seed(2)
+    model = interir.build_model("tiny", n_blocks=2, channels=8).eval()
+    interir.save_pretrained(model, tmp_path / "w")
+    seed = tmp_path / "seed.npz"
+    build_reference(interir.load_pretrained(tmp_path / "w"), out=seed, quick=True, verbose=False)
+    before = seed.read_bytes()
+    with serve(tmp_path / "w", tmp_path / "server", env={"INTERIR_TWIN_WEIGHTS": ""},
+               seed_reference=seed) as server:
+        Client(server.url, verbose=False).predict(api_name="/twin")  # the app is up and serving
+        log = server.log.read_text()
+    assert (tmp_path / "server" / "reference.npz").read_bytes() == before
+    assert seed.read_bytes() == before
+    assert "reference set:" not in log and "Traceback" not in log  # no rebuild was printed
