@@ -383,15 +383,57 @@ def origin_record(init: str) -> dict:
     return rec
 
 
-def lineage_stages(ck: Path, current: dict) -> list[dict]:
+def branch_of(ck: Path, run: str, given: dict[str, str]) -> tuple[str, int] | None:
+    """(parent run, iteration) when ``run`` is a branch: a copy of the parent run's training state
+    at that iteration, resumed with its own config (``--branch RUN=PARENT@ITER``, or as recorded
+    in ``lineage.json`` by an earlier card of the same run)."""
+    spec = given.get(run)
+    if spec is None and (ck / LINEAGE).is_file():
+        for stage in json.loads((ck / LINEAGE).read_text())["stages"]:
+            if stage.get("run") == run and stage.get("branch_of"):
+                return stage["branch_of"], int(stage["start_iter"])
+    if spec is None:
+        return None
+    parent, sep, at = spec.rpartition("@")
+    if not sep or not parent or not at.isdigit():
+        sys.exit(f"--branch: expected RUN=PARENT@ITERATION, got {run}={spec}")
+    return parent, int(at)
+
+
+def split_branch(current: dict, run_dir: Path, parent: str, at: int) -> tuple[dict, dict]:
+    """A branched run as two stages: the parent's iterations up to ``at`` (read from the branch's
+    own log, which starts as a copy of the parent's) and the branch's own, after ``at``."""
+    rows = list(csv.DictReader(open(run_dir / "log.csv")))
+    train = [r for r in rows if r["kind"] == "train"]
+    t_at = next((float(r["time"]) for r in train if int(r["iter"]) == at), None)
+    if t_at is None:
+        sys.exit(f"--branch: {run_dir / 'log.csv'} has no training row at iteration {at}")
+    before = {i: v for i, v in val_points(rows).items() if i <= at}
+    after = {i: v for i, v in val_points(rows).items() if i > at}
+    if not before or not after:
+        sys.exit(f"--branch: {run_dir / 'log.csv'} needs validations before and after iteration {at}")
+    first = max(before, key=before.get)
+    head = current | {"run": parent, "config": f"configs/{parent}.yaml", "iterations": at, "wall_s": t_at,
+                      "best_val_psnr": before[first], "best_iter": first}
+    best = max(after, key=after.get)
+    tail = current | {"iterations": current["iterations"] - at, "start_iter": at, "branch_of": parent,
+                      "wall_s": current["wall_s"] - t_at, "best_val_psnr": after[best], "best_iter": best}
+    return head, tail
+
+
+def lineage_stages(ck: Path, current: dict, run_dir: Path | None = None,
+                   branch: tuple[str, int] | None = None) -> list[dict]:
     """Every stage that led to these weights, oldest first; the last one is this run. Renames the
     log of an earlier run of this checkpoint (a warm restart from its own weights) to
-    ``training_log_stage<k>.csv``."""
+    ``training_log_stage<k>.csv``. A branched run (``branch``: parent run, iteration) is two
+    stages, the parent's up to the branch point and its own after it."""
     init = current["init_weights"]
+    if branch is not None:
+        head, current = split_branch(current, run_dir, *branch)
     if not init:
-        return [current]
+        return ([head] if branch else []) + [current]
     if Path(init).name != ck.name:  # warm start from another checkpoint
-        return [origin_record(init), current]
+        return [origin_record(init)] + ([head] if branch else []) + [current]
     prev = json.loads((ck / LINEAGE).read_text())["stages"] if (ck / LINEAGE).is_file() else []
     earlier = [s for s in prev if s.get("run_id") != current["run_id"]]
     if not any(s.get("run_id") for s in earlier):
@@ -401,7 +443,11 @@ def lineage_stages(ck: Path, current: dict) -> list[dict]:
         if stage.get("log") == "training_log.csv":
             stage["log"] = f"training_log_stage{k}.csv"
             (ck / "training_log.csv").rename(ck / stage["log"])
-    return earlier + [current]
+    if branch is None:
+        return earlier + [current]
+    head["log"] = f"training_log_stage{len(earlier) + 1}.csv"  # the parent's log up to the branch point
+    (ck / head["log"]).write_text(log_upto(run_dir, branch[1]))
+    return earlier + [head, current]
 
 
 def _stage_row(k: int, stage: dict, ck: Path) -> str:
@@ -414,6 +460,9 @@ def _stage_row(k: int, stage: dict, ck: Path) -> str:
     init = stage["init_weights"]
     how = ("from scratch" if not init else f"warm restart from the committed `{init}`" if Path(init).name == ck.name
            else f"warm start from `{init}` (tensors of the same name and shape copied, the rest fresh)")
+    if stage.get("branch_of"):
+        how = (f"branched from stage {k - 1} at iteration {stage['start_iter']:,} (a copy of its training "
+               f"state, resumed with this config)")
     return (f"| {k}. `{stage['run']}`, {how} | `{stage['config']}` | {stage['iterations']:,} | "
             f"{stage['wall_s'] / 60:.0f} min | {stage['best_val_psnr']:.2f} dB @ {stage['best_iter']:,} |")
 
@@ -632,7 +681,18 @@ def shipped_text(ck: Path, info: dict) -> str:
     return f"this checkpoint is the weights after iteration {int(it):,}{at}; {best}"
 
 
-def training_section(ck: Path, info: dict, cfg_path: str, twin: Path | None, lineage_md: str) -> str:
+def train_command(info: dict, cfg_path: str, last: dict | None) -> str:
+    """The command that trains these weights' run (a branch: stop the parent, copy, resume)."""
+    run = f"OMP_NUM_THREADS=1 interir train --config {cfg_path} --run-dir RUNS/{info['name']}"
+    if not last or not last.get("branch_of"):
+        return f"`scripts/prepare_data.sh && {run}`"
+    parent, at = last["branch_of"], last["start_iter"]
+    return (f"the run `{parent}` stopped at {at:,} (`--stop-at {at}`), its folder copied "
+            f"(`cp -r RUNS/{parent} RUNS/{info['name']}`), then `{run} --resume`")
+
+
+def training_section(ck: Path, info: dict, cfg_path: str, twin: Path | None, lineage_md: str,
+                     last: dict | None = None) -> str:
     curve = ", ".join(f"{i}: {p:.2f}" for i, p in info["val_curve"])
     alike = ", both twins alike" if twin is not None and in_step(ck, twin) else ""
     hardware = ("2-core x86-64 CPU shared with its twin's run (one thread each) and other work; no GPU"
@@ -641,7 +701,7 @@ def training_section(ck: Path, info: dict, cfg_path: str, twin: Path | None, lin
 | | |
 |---|---|
 | config | `{cfg_path}` ({recipe(cfg_path)}) |
-| command | `scripts/prepare_data.sh && OMP_NUM_THREADS=1 interir train --config {cfg_path} --run-dir RUNS/{info['name']}` |
+| command | {train_command(info, cfg_path, last)} |
 | iterations | {schedule(info)}{alike}; {shipped_text(ck, info)} |
 | wall time | {info['wall_s'] / 60:.0f} min |
 | hardware | {hardware} |
@@ -700,7 +760,7 @@ How the paper's operators are read (see docs/design.md and the comments in `inte
 
 {DATA}
 
-{training_section(ck, info, cfg_path, twin, lineage(ck, info, stages, res))}
+{training_section(ck, info, cfg_path, twin, lineage(ck, info, stages, res), stages[-1] if stages else None)}
 
 ## Evaluation on the held-out test set (280 pairs, 256²)
 {table(res)}
@@ -753,7 +813,8 @@ def run_stages(ck: Path, args) -> tuple[dict, str, list[dict], str]:
     cfg_train = yaml.safe_load(open(cfg_path))["train"]
     info["planned"] = int(cfg_train["total_iter"])
     stages = ([] if is_legacy(ck) else
-              lineage_stages(ck, stage_record(info, cfg_path, cfg_train.get("init_weights"), run_dir)))
+              lineage_stages(ck, stage_record(info, cfg_path, cfg_train.get("init_weights"), run_dir),
+                             run_dir, branch_of(ck, train["name"], args.branch)))
     return info, cfg_path, stages, log_upto(run_dir, train.get("iter"))
 
 
@@ -791,6 +852,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="the run folder of train.name NAME (default RUNS/NAME); repeatable")
     ap.add_argument("--config", action="append", default=[], metavar="NAME=FILE",
                     help="the training config of train.name NAME (default configs/NAME.yaml); repeatable")
+    ap.add_argument("--branch", action="append", default=[], metavar="NAME=PARENT@ITER",
+                    help="the run NAME is a copy of run PARENT's training state at iteration ITER, "
+                         "resumed with its own config: two stages in the lineage (recorded in "
+                         "lineage.json, so later cards of the same run need it no more); repeatable")
     ap.add_argument("--stage-only", action="store_true",
                     help="only record the run of these weights as a stage of lineage.json (and copy "
                          "its log): for an intermediate stage that is fine-tuned further before it "
@@ -798,6 +863,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("checkpoints", nargs="+")
     args = ap.parse_args(argv)
     args.run, args.config = _pairs(args.run, "--run"), _pairs(args.config, "--config")
+    args.branch = _pairs(args.branch, "--branch")
     cks = [Path(p) for p in args.checkpoints]
     if args.stage_only:
         for ck in cks:

@@ -322,3 +322,46 @@ def test_twins_not_in_step_say_so_in_both_cards(cards, tmp_path):
     assert "**Not in step:** these weights are from iteration 20" in twin_text and "mixes the convolution" in twin_text
     assert "the ablation twin of `m`: same code, recipe, seed and data" in twin_text
     assert "both twins alike" not in text and "both twins alike" not in twin_text
+
+
+def test_a_branched_run_is_two_stages_and_stays_so(cards, tmp_path):
+    """A run copied from another run's state at iteration 40 and resumed with its own config
+    (`--branch`): the parent's stage ends at the branch point, the branch is its own stage, and
+    a later card of the same run, without the option, writes the same lineage."""
+    ck = make_checkpoint(tmp_path, "deep", "deep-run")
+    fake_eval(ck, 2, 1.0)
+    make_run(tmp_path, "deep-run", iters=40)
+    make_config(tmp_path, "deep-run")
+    write(cards, tmp_path, ck, runs={"deep-run": None})
+
+    def ship(run: str, it: int) -> None:
+        meta = json.loads((ck / "config.json").read_text())
+        meta["train"].update(name=run, iter=it)
+        (ck / "config.json").write_text(json.dumps(meta))
+
+    make_run(tmp_path, "deep-long", first_time=2.5, iters=60)   # a warm restart, shipped at 60
+    make_config(tmp_path, "deep-long", init=str(ck))
+    ship("deep-long", 60)
+    write(cards, tmp_path, ck, runs={"deep-long": None})
+    make_run(tmp_path, "deep-wide", first_time=2.5, iters=80)   # its copy at 40, resumed to 80
+    make_config(tmp_path, "deep-wide", init=str(ck))
+    ship("deep-wide", 80)
+    args = ["--runs", str(tmp_path / "runs"), "--config", f"deep-wide={tmp_path / 'configs/deep-wide.yaml'}"]
+    with pytest.raises(SystemExit, match="RUN=PARENT@ITERATION"):
+        cards.main(args + ["--branch", "deep-wide=deep-long", str(ck)])
+    cards.main(args + ["--branch", "deep-wide=deep-long@40", str(ck)])
+    stages = json.loads((ck / "lineage.json").read_text())["stages"]
+    assert [s["run"] for s in stages] == ["deep-run", "deep-long", "deep-wide"]
+    assert [s["iterations"] for s in stages] == [40, 40, 40]
+    assert (stages[1]["best_iter"], stages[2]["best_iter"]) == (40, 80)
+    assert stages[1]["wall_s"] == 10.0 and stages[2]["wall_s"] == 80 * 0.25 + 60 - 10.0
+    assert [s["log"] for s in stages] == ["training_log_stage1.csv", "training_log_stage2.csv", "training_log.csv"]
+    long_log = (ck / "training_log_stage2.csv").read_text().splitlines()
+    assert long_log[-1].split(",")[1] == "40" and "train,60," not in "".join(long_log)
+    text = (ck / "MODEL_CARD.md").read_text()
+    assert "| 3. `deep-wide`, branched from stage 2 at iteration 40 (a copy of its training state" in text
+    assert f"| 2. `deep-long`, warm restart from the committed `{ck}` | `configs/deep-long.yaml` | 40 |" in text
+    assert "the run `deep-long` stopped at 40 (`--stop-at 40`)" in text and "--run-dir RUNS/deep-wide --resume`" in text
+    lineage = (ck / "lineage.json").read_text()
+    cards.main(args + [str(ck)])  # no --branch: lineage.json remembers it
+    assert (ck / "lineage.json").read_text() == lineage and (ck / "MODEL_CARD.md").read_text() == text
