@@ -458,6 +458,8 @@ class Explorer:
             rows.append(f"| {label} | {' | '.join(_metrics(img, ct.reference))} |")
         md = "\n".join(rows) + (f"\n\nMean |explainable − twin| = {d:.2f}/255; the difference map's brightest "
                                 f"colour is {scale * 255:.1f}/255 or more.")
+        if self.twin_note:  # the pair is not in step
+            md += "\n\n" + self.twin_note
         if ct.reference is None:
             md += " No clean reference, so no PSNR/SSIM (use the degradation lab, an example or a reference)."
         return {"twin_gallery": [(p_out, "explainable convolutions"), (p_twin, "standard convolutions (twin)"),
@@ -466,7 +468,8 @@ class Explorer:
     @fills(*TWIN_OUT)
     def fill_twin(self, session: Session) -> Outputs:
         note = self.twin_note if self.twin is None else (
-            f"Twin: {self.twin.describe()}. Press the button to run it on this image.")
+            f"Twin: {self.twin.describe()}. Press the button to run it on this image."
+            + (f"\n\n{self.twin_note}" if self.twin_note else ""))
         return {"twin_gallery": [], "twin_md": note}
 
     # ---- "Why this pixel?"

@@ -7,6 +7,7 @@ at the same time (on a 2-vCPU Space one run already uses both cores).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -133,12 +134,34 @@ def shipped_pairs() -> list[str]:
                   and (root / (p.name + TWIN_SUFFIX) / "model.safetensors").is_file())
 
 
+def trained_iteration(weights_dir: str | os.PathLike | None) -> int | None:
+    """The training iteration a weights folder's config.json records (``train.iter``), if any."""
+    if weights_dir is None:
+        return None
+    try:
+        it = json.loads((Path(weights_dir) / "config.json").read_text()).get("train", {}).get("iter")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(it) if isinstance(it, (int, float)) else None
+
+
+def twin_step_note(holder: ModelHolder, twin: ModelHolder) -> str:
+    """"" when the twins were trained to the same iteration (or it is unknown), else a sentence
+    saying that the comparison mixes in the other iterations' training."""
+    a, b = trained_iteration(holder.weights_dir), trained_iteration(twin.weights_dir)
+    if a is None or b is None or a == b:
+        return ""
+    return (f"**Not in step:** `{holder.short_name}` is from iteration {a:,} of its training schedule, "
+            f"the twin `{twin.short_name}` from iteration {b:,}, so this comparison mixes the "
+            f"convolution's effect with {abs(a - b):,} iterations of training.")
+
+
 def load_twin(holder: ModelHolder, weights: str | os.PathLike | None = None) -> tuple[ModelHolder | None, str]:
     """The standard-convolution twin of the served weights, for the twin panel: ``weights`` or
     ``$INTERIR_TWIN_WEIGHTS`` (``none`` switches it off), else the folder beside the served one
     named ``<name>-stdconv`` (``checkpoints/<DEFAULT_CHECKPOINT>-stdconv`` for the shipped
     checkpoint) if it has the same depth n: a twin of another depth is never paired on its own.
-    Returns (twin or None, a note saying why there is none)."""
+    Returns (twin or None, a note saying why there is none, or that the pair is not in step)."""
     weights = weights or os.environ.get("INTERIR_TWIN_WEIGHTS") or None
     if weights and str(weights).lower() == "none":
         return None, "The standard-conv twin is switched off (INTERIR_TWIN_WEIGHTS=none)."
@@ -165,7 +188,7 @@ def load_twin(holder: ModelHolder, weights: str | os.PathLike | None = None) -> 
         return None, f"The standard-conv twin could not be loaded ({exc})."
     if twin.has_explainable:
         log.warning("twin %s uses explainable convolutions", weights)
-    return twin, ""
+    return twin, twin_step_note(holder, twin)
 
 
 def limit_blas_threads() -> None:

@@ -545,8 +545,8 @@ def step_gap(ck: Path, twin: Path) -> str:
     if in_step(ck, twin):
         return ""
     a, b = trained_iter(ck), trained_iter(twin)
-    return (f"\n**Not in step:** these weights are from iteration {a:,} of their last training stage, "
-            f"`{twin.name}`'s from iteration {b:,} of the same stage (the other model follows in a later "
+    return (f"\n**Not in step:** these weights are from iteration {a:,} of their training schedule, "
+            f"`{twin.name}`'s from iteration {b:,} of the same schedule (the other model follows in a later "
             f"session), so this comparison mixes the convolution's effect with {abs(a - b):,} iterations "
             "of training.\n")
 

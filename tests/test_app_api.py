@@ -194,6 +194,27 @@ def test_twin_of_another_depth_is_not_paired(tmp_path, monkeypatch):
     assert twin is not None and twin.short_name == "m-stdconv"
 
 
+def test_twin_not_in_step_is_said(tmp_path, monkeypatch):
+    """Twins trained to different iterations (config.json train.iter): the pairing note says the
+    comparison mixes in the other iterations' training; in step (or unknown), no note."""
+    from app.runtime import ModelHolder, load_twin
+
+    monkeypatch.delenv("INTERIR_TWIN_WEIGHTS", raising=False)
+    for iters in ((12000, 4000), (4000, 4000), (None, 4000)):
+        for name, it in zip(("m", "m-stdconv"), iters):
+            interir.save_pretrained(interir.build_model("tiny", n_blocks=2, channels=4, conv_type=(
+                "standard" if name.endswith("stdconv") else "explain")), tmp_path / name,
+                extra={"train": {"name": "run", "iter": it}} if it else None)
+        holder = ModelHolder(interir.load_pretrained(tmp_path / "m"), "test", tmp_path / "m")
+        twin, note = load_twin(holder)
+        assert twin is not None
+        if iters == (12000, 4000):
+            assert note.startswith("**Not in step:** `m` is from iteration 12,000") and "`m-stdconv` from iteration 4,000" in note
+            assert "with 8,000 iterations of training" in note
+        else:
+            assert note == ""
+
+
 def test_why_this_pixel(env, client, tmp_path):
     pytest.importorskip("interir.attribution")
     img = smooth_image(40, 48, 12)

@@ -78,9 +78,10 @@ EXPORT = (
 
 TWIN = (
     "The paper's Table 4 ablation on your image: the **standard-convolution twin** (same "
-    "architecture, data, seed and training budget, but plain depthwise convolutions instead of "
+    "architecture, data, seed and training recipe, but plain depthwise convolutions instead of "
     "explainable ones) restores the same input. Both outputs, their absolute difference, and "
-    "PSNR/SSIM when a clean reference is known."
+    "PSNR/SSIM when a clean reference is known; a note below says when the two were not trained "
+    "to the same iteration."
 )
 
 WHY = (
