@@ -220,6 +220,7 @@ class Explorer:
         lines.append(self._metric_line(ct, ref_source) if ct.psnr is not None else
                      "No clean reference, so no PSNR/SSIM (use the degradation lab, an example, or attach "
                      "a reference).")
+        lines.append(T.brightness_line(ct.input, ct.output, ct.reference))
         lines += [f"⚠️ {n_}" for n_ in notes]
         session.info = lines
         # the before/after slider as tall as the image at the column's width (~690 px): a wide

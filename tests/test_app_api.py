@@ -248,6 +248,8 @@ def test_restore_then_every_panel(env, client, tmp_path):
     close(read(after), expected(model, img))
     np.testing.assert_array_equal(read(before), to_uint8(img))
     assert read(download).shape == (44, 60, 3) and "Restored" in info and "No clean reference" in info
+    assert (f"Mean brightness (0–255): input {to_uint8(img).mean():.1f} → output "
+            f"{expected(model, img).mean():.1f}.") in info
 
     tr = interir.trace(model, torch.from_numpy(img).permute(2, 0, 1)[None])
     n = len(tr.iterations) - 1
@@ -331,6 +333,7 @@ def test_degradation_lab_keeps_the_reference(env, client, tmp_path):
     assert "H + R + N" in md
     _, _, info = client.predict(handle_file(degraded), None, api_name="/restore")
     assert "degradation lab" in info and "PSNR" in info and "SSIM" in info and "follows" not in info
+    assert f"clean reference {to_uint8(clean).mean():.1f}" in info
     _, view, curves, notes, info = client.predict(api_name="/panels")
     assert "PSNR" in viewer_lines(view)[-1]
     titles = json.dumps(plot_of(curves)["layout"].get("annotations", []))

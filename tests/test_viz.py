@@ -584,3 +584,16 @@ def test_iteration_viewer_escapes_text_and_has_an_empty_state():
     assert step_html("**a < b** & <script>") == "<strong>a &lt; b</strong> &amp; &lt;script&gt;"
     empty = iteration_viewer([], [])
     assert "<img" not in empty and empty.count(EMPTY) == 2 and 'id="step-info"' in empty
+
+
+def test_brightness_line():
+    from viz.text import brightness_line
+
+    inp = np.full((4, 5, 3), 100, np.uint8)
+    out = np.full((4, 5, 3), 90, np.uint8)
+    assert brightness_line(inp, out) == "Mean brightness (0–255): input 100.0 → output 90.0."
+    line = brightness_line(inp, out, np.full((4, 5, 3), 99, np.uint8))
+    assert line.endswith("clean reference 99.0: ⚠️ the output is 9.0/255 darker than the clean image.")
+    line = brightness_line(inp, out, np.full((4, 5, 3), 89, np.uint8))  # within the 2/255 target
+    assert line.endswith("the output is 1.0/255 brighter than the clean image.") and "⚠️" not in line
+    assert brightness_line(inp, out, out).endswith("clean reference 90.0.")

@@ -101,6 +101,27 @@ WHY_START = "Click the restored image to choose a region."
 FLAT_DB = 0.05
 
 
+#: A mean-brightness difference up to this (on 0-255) is "about right" (the model issue's target).
+BRIGHTNESS_OK = 2.0
+
+
+def brightness_line(inp: np.ndarray, out: np.ndarray, reference: np.ndarray | None = None) -> str:
+    """The restore summary's brightness line: mean of the input and output (8-bit, all channels)
+    and, with a clean reference, how far the output's mean is from it (the model's largest known
+    error: haze and heavy rain come out too dark or too bright)."""
+    m_in, m_out = float(np.mean(inp, dtype=np.float64)), float(np.mean(out, dtype=np.float64))
+    line = f"Mean brightness (0–255): input {m_in:.1f} → output {m_out:.1f}"
+    if reference is None:
+        return line + "."
+    m_ref = float(np.mean(reference, dtype=np.float64))
+    d = m_out - m_ref
+    if abs(d) < 0.05:
+        return f"{line}, clean reference {m_ref:.1f}."
+    mark = "" if abs(d) <= BRIGHTNESS_OK else "⚠️ "
+    return (f"{line}, clean reference {m_ref:.1f}: {mark}the output is {abs(d):.1f}/255 "
+            f"{'darker' if d < 0 else 'brighter'} than the clean image.")
+
+
 def _trend(values: np.ndarray) -> tuple[float, float, int]:
     """(first, last, number of steps that went up) of a finite series."""
     v = values[np.isfinite(values)]
