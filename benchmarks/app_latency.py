@@ -1,6 +1,6 @@
 """Explorer latency and memory (issue 5 targets, on 2 CPU cores with the shipped checkpoint):
 
-* restore + full trace of a 512×512 image ≤ 1.0 s;
+* restore + full trace of a 512×512 image ≤ 1.0 s (≤ 1.5 s for the n ≥ 6 models of issue 10);
 * the iteration slider and the selectors are served from the cached trace: ≤ 150 ms server time;
 * resident memory of the server after 100 requests within 5 % of that after 20.
 
@@ -133,8 +133,10 @@ def part1(weights: str | None, size: int, repeats: int) -> None:
         print(f"| {a} | {b} |")
     print(f"\ncompact trace kept per session: {s.trace.nbytes() / 1e6:.1f} MB "
           f"+ model input {s.x.nbytes / 1e6:.1f} MB")
-    ok = statistics.median(restore_t) <= 1.0
-    print(f"restore ≤ 1.0 s: {'yes' if ok else 'NO'} · selectors ≤ 150 ms: {'yes' if worst <= 0.15 else 'NO'}")
+    med = statistics.median(restore_t)
+    print(f"restore ≤ 1.0 s (issue 5, the n = 2 model): {'yes' if med <= 1.0 else 'NO'} · "
+          f"≤ 1.5 s (issue 10, n ≥ 6): {'yes' if med <= 1.5 else 'NO'} · "
+          f"selectors ≤ 150 ms: {'yes' if worst <= 0.15 else 'NO'}")
 
 
 def part2(weights: str | None, size: int, requests: int) -> None:
