@@ -7,7 +7,6 @@ at the same time (on a 2-vCPU Space one run already uses both cores).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -23,7 +22,7 @@ from interir import reference as refset
 from interir.errors import InterIRError
 from interir.model.epblock import EXPLAIN_TYPES
 from interir.reference import Reference, weights_hash
-from interir.weights import read_config, repo_root
+from interir.weights import read_config, repo_root, trained_iteration
 
 log = logging.getLogger("interir.app")
 
@@ -132,17 +131,6 @@ def shipped_pairs() -> list[str]:
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.endswith(TWIN_SUFFIX)
                   and (root / (p.name + TWIN_SUFFIX) / "model.safetensors").is_file())
-
-
-def trained_iteration(weights_dir: str | os.PathLike | None) -> int | None:
-    """The training iteration a weights folder's config.json records (``train.iter``), if any."""
-    if weights_dir is None:
-        return None
-    try:
-        it = json.loads((Path(weights_dir) / "config.json").read_text()).get("train", {}).get("iter")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return int(it) if isinstance(it, (int, float)) else None
 
 
 def twin_step_note(holder: ModelHolder, twin: ModelHolder) -> str:

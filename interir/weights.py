@@ -57,6 +57,19 @@ def _looks_pickled(path: Path) -> bool:
     return head[:2] == b"PK" or head[:1] == b"\x80" or head[:6] == b"\x93NUMPY"
 
 
+def trained_iteration(directory: str | os.PathLike | None) -> int | None:
+    """The training iteration a weights folder's ``config.json`` records (``train.iter``, written
+    by ``interir train``), or None when it records none or cannot be read."""
+    if directory is None:
+        return None
+    try:
+        raw = json.loads((Path(directory) / CONFIG_NAME).read_text())
+        it = raw.get("train", {}).get("iter")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return int(it) if isinstance(it, (int, float)) and not isinstance(it, bool) else None
+
+
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The validated model config stored in ``directory/config.json``."""
     path = Path(directory) / CONFIG_NAME

@@ -403,7 +403,7 @@ def branch_of(ck: Path, run: str, given: dict[str, str]) -> tuple[str, int] | No
 def split_branch(current: dict, run_dir: Path, parent: str, at: int) -> tuple[dict, dict]:
     """A branched run as two stages: the parent's iterations up to ``at`` (read from the branch's
     own log, which starts as a copy of the parent's) and the branch's own, after ``at``."""
-    rows = list(csv.DictReader(open(run_dir / "log.csv")))
+    rows = list(csv.DictReader(io.StringIO((run_dir / "log.csv").read_text())))
     train = [r for r in rows if r["kind"] == "train"]
     t_at = next((float(r["time"]) for r in train if int(r["iter"]) == at), None)
     if t_at is None:
@@ -530,7 +530,7 @@ def twin_results(ck: Path, res: dict, twin: Path, results: dict[Path, dict]) -> 
 # ----------------------------------------------------------------------------- card sections
 def trained_iter(ck: Path) -> int | None:
     """The iteration of its last training stage a checkpoint's weights are from (config.json)."""
-    return json.loads((ck / "config.json").read_text()).get("train", {}).get("iter")
+    return weights_mod.trained_iteration(ck)
 
 
 def in_step(ck: Path, twin: Path) -> bool:
