@@ -9,6 +9,7 @@ from torch import nn
 
 from .epblock import CONV_TYPES
 from .unfolding import F_FORMS, NORM_SCALES, RESM, InitModule, IPBlock
+from .veil import VEILS, VeilEstimate
 
 SCALE = 4  # the 4× PixelUnshuffle of the pipeline
 
@@ -38,6 +39,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"n_blocks": 2, "channels": 48, "kernel_size": 3},
 }
 DEFAULTS: dict[str, Any] = {"conv_type": "explain", "f_form": "additive", "eta": 0.01, "norm_scale": "unit"}
+#: Options a config holds only when set away from their default, so the configs (and the weights
+#: hashes of the reference sets) of models built before the option stay as they were.
+OPTIONAL: dict[str, Any] = {"veil": "none"}
 
 
 def make_config(preset: str = "tiny", **overrides: Any) -> dict[str, Any]:
@@ -45,7 +49,7 @@ def make_config(preset: str = "tiny", **overrides: Any) -> dict[str, Any]:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     cfg = {"preset": preset, **PRESETS[preset], **DEFAULTS}
-    unknown = set(overrides) - set(cfg)
+    unknown = set(overrides) - set(cfg) - set(OPTIONAL)
     if unknown:
         raise ValueError(f"unknown model option(s): {', '.join(sorted(unknown))}")
     cfg.update(overrides)
@@ -61,6 +65,11 @@ def make_config(preset: str = "tiny", **overrides: Any) -> dict[str, Any]:
         raise ValueError(f"f_form must be one of {F_FORMS}")
     if cfg["norm_scale"] not in NORM_SCALES:
         raise ValueError(f"norm_scale must be one of {NORM_SCALES}")
+    if cfg.get("veil", "none") not in VEILS:
+        raise ValueError(f"veil must be one of {VEILS}")
+    for key, default in OPTIONAL.items():
+        if cfg.get(key) == default:
+            del cfg[key]
     cfg["eta"] = float(cfg["eta"])
     return cfg
 
@@ -81,6 +90,8 @@ class InterIR(nn.Module):
             for _ in range(config["n_blocks"]))
         self.final_resm = RESM(c, f_form=config["f_form"], eta=config["eta"], **kw)
         self.head = nn.Sequential(nn.Conv2d(c, 3 * SCALE ** 2, 3, padding=1), nn.PixelShuffle(SCALE))
+        # ours, optional: a smooth brightness offset read from the input (interir/model/veil.py)
+        self.veil = VeilEstimate() if config.get("veil", "none") == "pooled" else None
 
     @staticmethod
     def pad(x: torch.Tensor) -> torch.Tensor:
@@ -93,8 +104,9 @@ class InterIR(nn.Module):
         return F.pad(x, (0, pw, 0, ph), mode=mode)
 
     def decode(self, I: torch.Tensor, x_pad: torch.Tensor) -> torch.Tensor:
-        """Output head: Î = IR + D with IR = PixelShuffle(Conv3×3(I))."""
-        return self.head(I) + x_pad
+        """Output head: Î = IR + D with IR = PixelShuffle(Conv3×3(I)) (+ V with ``veil: pooled``)."""
+        out = self.head(I) + x_pad
+        return out if self.veil is None else out + self.veil(x_pad)
 
     def unfold_steps(self, x_pad: torch.Tensor) -> Iterator[SolverStep]:
         """Run the solver on a padded input; after every RESM (n + 1 times) yield I_{k+1} with
