@@ -22,7 +22,7 @@ from interir import reference as refset
 from interir.errors import InterIRError
 from interir.model.epblock import EXPLAIN_TYPES
 from interir.reference import Reference, weights_hash
-from interir.weights import read_config, repo_root, trained_iteration
+from interir.weights import TWIN_MARK, out_of_step, read_config, repo_root
 
 log = logging.getLogger("interir.app")
 
@@ -134,11 +134,16 @@ def shipped_pairs() -> list[str]:
 
 
 def twin_step_note(holder: ModelHolder, twin: ModelHolder) -> str:
-    """"" when the twins were trained to the same iteration (or it is unknown), else a sentence
-    saying that the comparison mixes in the other iterations' training."""
-    a, b = trained_iteration(holder.weights_dir), trained_iteration(twin.weights_dir)
-    if a is None or b is None or a == b:
+    """"" when the twins are from the same iteration of the same training stage (or it is unknown),
+    else a sentence saying that the comparison mixes in differences of training."""
+    gap = out_of_step(holder.weights_dir, twin.weights_dir)
+    if gap is None:
         return ""
+    (na, a), (nb, b) = gap
+    if na is not None and nb is not None and na.replace(TWIN_MARK, "") != nb.replace(TWIN_MARK, ""):
+        return (f"**Not in step:** `{holder.short_name}` is from iteration {a:,} of its training stage "
+                f"`{na}`, the twin `{twin.short_name}` from iteration {b:,} of `{nb}`, another stage, so "
+                "this comparison mixes the convolution's effect with differences of training.")
     return (f"**Not in step:** `{holder.short_name}` is from iteration {a:,} of its training schedule, "
             f"the twin `{twin.short_name}` from iteration {b:,}, so this comparison mixes the "
             f"convolution's effect with {abs(a - b):,} iterations of training.")

@@ -70,6 +70,32 @@ def trained_iteration(directory: str | os.PathLike | None) -> int | None:
     return int(it) if isinstance(it, (int, float)) and not isinstance(it, bool) else None
 
 
+def training_stage(directory: str | os.PathLike | None) -> tuple[str | None, int | None]:
+    """``(train.name, train.iter)`` of a weights folder's ``config.json`` (the training stage, a
+    run's name, and the iteration of it the weights are from); None for what it does not record."""
+    it = trained_iteration(directory)
+    try:
+        name = json.loads((Path(directory) / CONFIG_NAME).read_text()).get("train", {}).get("name")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError):
+        name = None
+    return (name if isinstance(name, str) else None), it
+
+
+TWIN_MARK = "-stdconv"  # a twin's run names carry it: interir-n6-long2 / interir-n6-stdconv-long2
+
+
+def out_of_step(weights: str | os.PathLike, twin: str | os.PathLike
+                ) -> tuple[tuple[str | None, int], tuple[str | None, int]] | None:
+    """None when two twins' weights are from the same iteration of the same training stage (their
+    run names equal once :data:`TWIN_MARK` is removed; a name neither records is not compared),
+    or when either iteration is unknown; else both ``(stage, iteration)`` pairs."""
+    (na, a), (nb, b) = training_stage(weights), training_stage(twin)
+    if a is None or b is None:
+        return None
+    same_stage = na is None or nb is None or na.replace(TWIN_MARK, "") == nb.replace(TWIN_MARK, "")
+    return None if (same_stage and a == b) else ((na, a), (nb, b))
+
+
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The validated model config stored in ``directory/config.json``."""
     path = Path(directory) / CONFIG_NAME

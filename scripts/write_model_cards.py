@@ -534,17 +534,23 @@ def trained_iter(ck: Path) -> int | None:
 
 
 def in_step(ck: Path, twin: Path) -> bool:
-    """False when the twins' weights are from different iterations of their last stage (one of
-    them went on ahead; the other follows later)."""
-    a, b = trained_iter(ck), trained_iter(twin)
-    return a is None or b is None or a == b
+    """False when the twins' weights are from different iterations or different stages of their
+    training (one of them went on ahead; the other follows later)."""
+    return weights_mod.out_of_step(ck, twin) is None
 
 
 def step_gap(ck: Path, twin: Path) -> str:
     """The card's paragraph for twins that are not :func:`in_step`, else ""."""
-    if in_step(ck, twin):
+    gap = weights_mod.out_of_step(ck, twin)
+    if gap is None:
         return ""
-    a, b = trained_iter(ck), trained_iter(twin)
+    (na, a), (nb, b) = gap
+    mark = weights_mod.TWIN_MARK
+    if na is not None and nb is not None and na.replace(mark, "") != nb.replace(mark, ""):
+        return (f"\n**Not in step:** these weights are from iteration {a:,} of the training stage `{na}`, "
+                f"`{twin.name}`'s from iteration {b:,} of `{nb}`, another stage (the other model follows in "
+                "a later session), so this comparison mixes the convolution's effect with differences of "
+                "training.\n")
     return (f"\n**Not in step:** these weights are from iteration {a:,} of their training schedule, "
             f"`{twin.name}`'s from iteration {b:,} of the same schedule (the other model follows in a later "
             f"session), so this comparison mixes the convolution's effect with {abs(a - b):,} iterations "

@@ -215,6 +215,27 @@ def test_twin_not_in_step_is_said(tmp_path, monkeypatch):
             assert note == ""
 
 
+def test_twins_from_different_stages_are_not_in_step(tmp_path, monkeypatch):
+    """Same iteration of different training stages (the run names differ beyond the twin's
+    -stdconv mark): not in step; the same stage and iteration: in step."""
+    from app.runtime import ModelHolder, load_twin
+
+    monkeypatch.delenv("INTERIR_TWIN_WEIGHTS", raising=False)
+    for names, expect in ((("n6-long3", "n6-stdconv-long2"), "another stage"), (("n6-long3", "n6-stdconv-long3"), "")):
+        for folder, run in zip(("m", "m-stdconv"), names):
+            interir.save_pretrained(interir.build_model("tiny", n_blocks=2, channels=4, conv_type=(
+                "standard" if folder.endswith("stdconv") else "explain")), tmp_path / folder,
+                extra={"train": {"name": run, "iter": 4000}})
+        holder = ModelHolder(interir.load_pretrained(tmp_path / "m"), "test", tmp_path / "m")
+        twin, note = load_twin(holder)
+        assert twin is not None
+        if expect:
+            assert note.startswith("**Not in step:** `m` is from iteration 4,000 of its training stage `n6-long3`")
+            assert "`m-stdconv` from iteration 4,000 of `n6-stdconv-long2`, another stage" in note
+        else:
+            assert note == ""
+
+
 def test_why_this_pixel(env, client, tmp_path):
     pytest.importorskip("interir.attribution")
     img = smooth_image(40, 48, 12)

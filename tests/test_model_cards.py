@@ -324,6 +324,24 @@ def test_twins_not_in_step_say_so_in_both_cards(cards, tmp_path):
     assert "both twins alike" not in text and "both twins alike" not in twin_text
 
 
+def test_twins_at_the_same_iteration_of_different_stages_are_not_in_step(cards, tmp_path):
+    """The model went on to a new stage (its own run) while its twin is still in the previous
+    one: the same iteration number is not "in step"."""
+    ck = make_checkpoint(tmp_path, "m", "m-run2")
+    twin = make_checkpoint(tmp_path, "m-stdconv", "m-stdconv-run", conv_type="standard")
+    fake_eval(ck, 2, 1.0, twins={"m-stdconv": 0.25})
+    fake_eval(twin, 2, 0.5, twins={"m": -0.25})
+    for run in ("m-run2", "m-stdconv-run"):
+        make_run(tmp_path, run)
+        make_config(tmp_path, run)
+    write(cards, tmp_path, ck, twin, runs={"m-run2": None, "m-stdconv-run": None})
+    text, twin_text = (ck / "MODEL_CARD.md").read_text(), (twin / "MODEL_CARD.md").read_text()
+    assert "**Not in step:** these weights are from iteration 40 of the training stage `m-run2`" in text
+    assert "`m-stdconv`'s from iteration 40 of `m-stdconv-run`, another stage" in text
+    assert "the ablation twin of `m`: same code, recipe, seed and data" in twin_text
+    assert "both twins alike" not in text and "both twins alike" not in twin_text
+
+
 def test_a_branched_run_is_two_stages_and_stays_so(cards, tmp_path):
     """A run copied from another run's state at iteration 40 and resumed with its own config
     (`--branch`): the parent's stage ends at the branch point, the branch is its own stage, and
