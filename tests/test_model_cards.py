@@ -192,15 +192,20 @@ def test_default_sentence_follows_the_constant(cards, tmp_path, monkeypatch):
     assert "This is\nthe checkpoint the InterIR Explorer app and `interir restore` use by default.\n" in text
 
 
-def test_twin_pair_and_a_twin_found_on_disk(cards, tmp_path):
-    ck = make_checkpoint(tmp_path, "m", "m-run")
-    twin = make_checkpoint(tmp_path, "m-stdconv", "m-stdconv-run", conv_type="standard")
+def twin_pair(tmp_path: Path, run: str = "m-run", twin_run: str = "m-stdconv-run") -> tuple[Path, Path, dict]:
+    """Checkpoints m and m-stdconv (evaluated against each other) with their runs and configs."""
+    ck = make_checkpoint(tmp_path, "m", run)
+    twin = make_checkpoint(tmp_path, "m-stdconv", twin_run, conv_type="standard")
     fake_eval(ck, 2, 1.0, twins={"m-stdconv": 0.25})
     fake_eval(twin, 2, 0.5, twins={"m": -0.25})
-    for run in ("m-run", "m-stdconv-run"):
-        make_run(tmp_path, run)
-        make_config(tmp_path, run)
-    runs = {"m-run": None, "m-stdconv-run": None}
+    for name in (run, twin_run):
+        make_run(tmp_path, name)
+        make_config(tmp_path, name)
+    return ck, twin, {run: None, twin_run: None}
+
+
+def test_twin_pair_and_a_twin_found_on_disk(cards, tmp_path):
+    ck, twin, runs = twin_pair(tmp_path)
     write(cards, tmp_path, ck, twin, runs=runs)
     text = (ck / "MODEL_CARD.md").read_text()
     assert "ΔPSNR = this model − `m-stdconv`" in text and "| +0.25 | +0.25 |" in text
@@ -327,14 +332,8 @@ def test_twins_not_in_step_say_so_in_both_cards(cards, tmp_path):
 def test_twins_at_the_same_iteration_of_different_stages_are_not_in_step(cards, tmp_path):
     """The model went on to a new stage (its own run) while its twin is still in the previous
     one: the same iteration number is not "in step"."""
-    ck = make_checkpoint(tmp_path, "m", "m-run2")
-    twin = make_checkpoint(tmp_path, "m-stdconv", "m-stdconv-run", conv_type="standard")
-    fake_eval(ck, 2, 1.0, twins={"m-stdconv": 0.25})
-    fake_eval(twin, 2, 0.5, twins={"m": -0.25})
-    for run in ("m-run2", "m-stdconv-run"):
-        make_run(tmp_path, run)
-        make_config(tmp_path, run)
-    write(cards, tmp_path, ck, twin, runs={"m-run2": None, "m-stdconv-run": None})
+    ck, twin, runs = twin_pair(tmp_path, run="m-run2")
+    write(cards, tmp_path, ck, twin, runs=runs)
     text, twin_text = (ck / "MODEL_CARD.md").read_text(), (twin / "MODEL_CARD.md").read_text()
     assert "**Not in step:** these weights are from iteration 40 of the training stage `m-run2`" in text
     assert "`m-stdconv`'s from iteration 40 of `m-stdconv-run`, another stage" in text
