@@ -22,7 +22,7 @@ from interir import reference as refset
 from interir.errors import InterIRError
 from interir.model.epblock import EXPLAIN_TYPES
 from interir.reference import Reference, weights_hash
-from interir.weights import TWIN_MARK, out_of_step, read_config, repo_root
+from interir.weights import out_of_step, read_config, repo_root, same_stage
 
 log = logging.getLogger("interir.app")
 
@@ -140,7 +140,7 @@ def twin_step_note(holder: ModelHolder, twin: ModelHolder) -> str:
     if gap is None:
         return ""
     (na, a), (nb, b) = gap
-    if na is not None and nb is not None and na.replace(TWIN_MARK, "") != nb.replace(TWIN_MARK, ""):
+    if not same_stage(na, nb):
         return (f"**Not in step:** `{holder.short_name}` is from iteration {a:,} of its training stage "
                 f"`{na}`, the twin `{twin.short_name}` from iteration {b:,} of `{nb}`, another stage, so "
                 "this comparison mixes the convolution's effect with differences of training.")

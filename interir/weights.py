@@ -84,6 +84,12 @@ def training_stage(directory: str | os.PathLike | None) -> tuple[str | None, int
 TWIN_MARK = "-stdconv"  # a twin's run names carry it: interir-n6-long2 / interir-n6-stdconv-long2
 
 
+def same_stage(a: str | None, b: str | None) -> bool:
+    """Whether two run names are the same training stage of a twin pair (equal once
+    :data:`TWIN_MARK` is removed); a name that is not recorded (None) matches any."""
+    return a is None or b is None or a.replace(TWIN_MARK, "") == b.replace(TWIN_MARK, "")
+
+
 def out_of_step(weights: str | os.PathLike, twin: str | os.PathLike
                 ) -> tuple[tuple[str | None, int], tuple[str | None, int]] | None:
     """None when two twins' weights are from the same iteration of the same training stage (their
@@ -92,8 +98,7 @@ def out_of_step(weights: str | os.PathLike, twin: str | os.PathLike
     (na, a), (nb, b) = training_stage(weights), training_stage(twin)
     if a is None or b is None:
         return None
-    same_stage = na is None or nb is None or na.replace(TWIN_MARK, "") == nb.replace(TWIN_MARK, "")
-    return None if (same_stage and a == b) else ((na, a), (nb, b))
+    return None if (same_stage(na, nb) and a == b) else ((na, a), (nb, b))
 
 
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:

@@ -545,8 +545,7 @@ def step_gap(ck: Path, twin: Path) -> str:
     if gap is None:
         return ""
     (na, a), (nb, b) = gap
-    mark = weights_mod.TWIN_MARK
-    if na is not None and nb is not None and na.replace(mark, "") != nb.replace(mark, ""):
+    if not weights_mod.same_stage(na, nb):
         return (f"\n**Not in step:** these weights are from iteration {a:,} of the training stage `{na}`, "
                 f"`{twin.name}`'s from iteration {b:,} of `{nb}`, another stage (the other model follows in "
                 "a later session), so this comparison mixes the convolution's effect with differences of "
