@@ -58,8 +58,8 @@ from .fileio import atomic_write_with
 from .losses import DeepSupervisionLoss, IterationHingeLoss, RestorationLoss
 
 __all__ = ["train", "Trainer", "TrainLogger", "Runtime", "validate", "step_seed",
-           "save_training_state", "load_training_state", "read_exclude_list", "build_optimizer",
-           "build_scheduler", "make_batch"]
+           "save_training_state", "load_training_state", "branch_training_state",
+           "read_exclude_list", "build_optimizer", "build_scheduler", "make_batch"]
 
 STATE_JSON = "state.json"
 STATE_FORMAT = "interir-train-state-v1"
@@ -267,6 +267,59 @@ def load_training_state(directory: str | os.PathLike) -> tuple[dict, dict[str, t
         raise InterIRError(f"{tpath}: unreadable training state ({exc})") from None
     return meta, tensors
 
+
+
+def branch_training_state(src: str | os.PathLike, dest: str | os.PathLike, conv_type: str,
+                          name: str | None = None) -> Path:
+    """Copy the training state of run folder ``src`` into a new run folder ``dest`` with the
+    explainable kernels moved to ``conv_type`` (``explain`` <-> ``explain_unit``, exact: the
+    same outputs; Adam's moments converted with them), the schedule, RNG and log kept, and the
+    best-so-far reset. ``interir train --resume`` on ``dest`` with a config whose network has
+    that conv_type continues from the same iteration and batches: an A/B of the parametrisation."""
+    from safetensors.torch import save_file
+
+    from .model import make_config
+    from .model.interir import InterIR
+    from .model.reparam import conv_type_factors, convert_adam_moments
+
+    src, dest = Path(src), Path(dest)
+    if (dest / STATE_JSON).exists():
+        raise InterIRError(f"{dest} already holds a training run")
+    meta, tensors = load_training_state(src)
+    network = dict(meta.get("network") or {})
+    try:
+        config = make_config(**network)
+        factors = conv_type_factors(config, conv_type)
+    except (TypeError, ValueError) as exc:
+        raise InterIRError(f"{src}: {exc}") from None
+    if not factors:
+        raise InterIRError(f"{src}: already conv_type {conv_type}")
+    with torch.device("meta"):
+        order = [n for n, _ in InterIR(config).named_parameters()]   # the optimiser's indices
+    out = dict(tensors)
+    for pname, factor in factors.items():
+        out[f"model.{pname}"] = tensors[f"model.{pname}"] * factor
+        idx = order.index(pname)
+        moments = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{idx}.")}
+        out.update({f"opt.{idx}.{k}": v for k, v in convert_adam_moments(moments, factor).items()})
+    it = int(meta["iteration"])
+    dest.mkdir(parents=True, exist_ok=True)
+    tname = f"state-{it:08d}.safetensors"
+    save_file({k: v.contiguous() for k, v in out.items()}, str(dest / tname),
+              metadata={"format": STATE_FORMAT, "iteration": str(it)})
+    meta.update(tensors_file=tname, network={**network, "conv_type": conv_type},
+                best_psnr=None, best_iter=0, branched_from={"run": meta.get("name"), "iteration": it})
+    if name:
+        meta["name"] = name
+    log = src / "log.csv"
+    if log.is_file():   # the history up to the branch point
+        with open(log, newline="") as f:
+            rows = list(csv.reader(f))
+        keep = [r for r in rows[1:] if r and r[1].isdigit() and int(r[1]) <= it]
+        with open(dest / "log.csv", "w", newline="") as f:
+            csv.writer(f).writerows(rows[:1] + keep)
+    _atomic_write_text(dest / STATE_JSON, json.dumps(meta, indent=1) + "\n")
+    return dest / STATE_JSON
 
 def _restore_rng(meta: dict, tensors: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(tensors["rng.cpu"])
@@ -670,8 +723,18 @@ class Trainer:
         checkpoint's n, or a learned Norm gain it did not have) keep their fresh initialisation.
         The optimiser and schedule start anew: a warm restart."""
         import interir
+        from .model.reparam import convert_conv_type
 
-        source = interir.load_pretrained(weights_dir).state_dict()
+        pretrained = interir.load_pretrained(weights_dir)
+        source = pretrained.state_dict()
+        conv_type = self.model.config["conv_type"]
+        if pretrained.config["conv_type"] != conv_type:   # explain <-> explain_unit: exact
+            try:
+                source, _ = convert_conv_type(source, pretrained.config, conv_type)
+            except ValueError as exc:
+                raise InterIRError(f"train.init_weights: {weights_dir}: {exc}") from None
+            self.say(f"warm start: the kernels of {weights_dir} converted from conv_type "
+                     f"{pretrained.config['conv_type']} to {conv_type} (the same outputs)")
         target = self.model.state_dict()
         bad = [k for k in source if k in target and source[k].shape != target[k].shape]
         if bad:

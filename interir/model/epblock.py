@@ -19,6 +19,13 @@ CONV_TYPES = ("explain", "explain_unit", "standard")
 EXPLAIN_TYPES = ("explain", "explain_unit")
 
 
+def attention_gain(conv_type: str, kernel_size: int) -> float:
+    """The constant g of W_b = W ⊙ g·A_b (Eq. 19): 1 for ``explain``, K² for ``explain_unit``."""
+    if conv_type not in EXPLAIN_TYPES:
+        raise ValueError(f"conv_type {conv_type!r} has no attention (one of {EXPLAIN_TYPES})")
+    return float(kernel_size ** 2) if conv_type == "explain_unit" else 1.0
+
+
 def normalize_channels(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """((x − μ)·rstd, rstd) over dim 1, two-pass variance, one new full-size tensor."""
     d = x - x.mean(1, keepdim=True)
@@ -161,9 +168,8 @@ def scaled_conv1x1(conv: nn.Conv2d, x: torch.Tensor, scale: torch.Tensor) -> tor
 def make_depthwise(channels: int, kernel_size: int, conv_type: str) -> nn.Module:
     """The spatial conv of an EPBlock: explainable (InterIR) or standard (ablation twin)."""
     if conv_type in EXPLAIN_TYPES:
-        gain = float(kernel_size ** 2) if conv_type == "explain_unit" else 1.0
         return ExplainConv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels,
-                             attention_gain=gain)
+                             attention_gain=attention_gain(conv_type, kernel_size))
     if conv_type == "standard":
         return nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
     raise ValueError(f"conv_type must be one of {CONV_TYPES}, got {conv_type!r}")

@@ -1,0 +1,66 @@
+"""Moving weights between the two readings of Eq. 19 without changing what the network computes.
+
+``explain`` modulates a kernel as ``W ⊙ A`` (as printed), ``explain_unit`` as ``W ⊙ K²·A``: with
+``W_unit = W_explain / K²`` both give the same kernel for every input, so a checkpoint (or a
+training state) converts exactly. Training is what differs: Adam moves W by about the learning rate
+whichever way it is scaled, so under ``explain`` the kernel that acts (``W·A``, about W/9) moves
+nine times slower than a standard conv's, and under ``explain_unit`` at the same pace.
+
+A standard depthwise conv is another function class (no attention): converting to or from it is
+refused rather than approximated.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from .epblock import EXPLAIN_TYPES, attention_gain
+from .explain_conv import ExplainConv2d
+
+
+def conv_type_factors(config: Mapping[str, Any], conv_type: str) -> dict[str, float]:
+    """Parameter name → the factor its values are multiplied by to move a model built from
+    ``config`` to ``conv_type`` (only the explainable kernels' weights; empty when nothing moves).
+
+    Raises ValueError when the move is not an exact reparametrisation."""
+    from .interir import InterIR, make_config
+
+    old = config["conv_type"]
+    if old == conv_type:
+        return {}
+    if old not in EXPLAIN_TYPES or conv_type not in EXPLAIN_TYPES:
+        raise ValueError(f"conv_type {old!r} cannot be converted to {conv_type!r}: only "
+                         f"{' and '.join(EXPLAIN_TYPES)} compute the same function (a standard conv "
+                         "has no attention)")
+    k = int(config["kernel_size"])
+    factor = attention_gain(old, k) / attention_gain(conv_type, k)   # W' = W·g / g'
+    with torch.device("meta"):                                      # names only, no memory
+        model = InterIR(make_config(**dict(config)))
+    return {f"{name}.weight": factor for name, m in model.named_modules() if isinstance(m, ExplainConv2d)}
+
+
+def convert_conv_type(state: Mapping[str, torch.Tensor], config: Mapping[str, Any],
+                      conv_type: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A state dict and model config of ``config``'s network converted to ``conv_type``:
+    the same outputs for every input (see the module docstring)."""
+    factors = conv_type_factors(config, conv_type)
+    missing = [k for k in factors if k not in state]
+    if missing:
+        raise ValueError(f"state dict lacks {len(missing)} explainable kernels (e.g. {missing[0]})")
+    out = {k: (v * factors[k] if k in factors else v) for k, v in state.items()}
+    return out, {**dict(config), "conv_type": conv_type}
+
+
+def convert_adam_moments(moments: Mapping[str, torch.Tensor], factor: float) -> dict[str, torch.Tensor]:
+    """Adam's state of one parameter after ``W' = factor·W``: the gradient scales by 1/factor, so
+    ``exp_avg`` by 1/factor and ``exp_avg_sq`` by 1/factor² (``step`` and the rest unchanged).
+    Adam's step does not depend on the gradient's scale, so W' takes the step W would have taken,
+    and the kernel that acts moves 1/factor times as far (K² times from explain to explain_unit)."""
+    out = dict(moments)
+    if "exp_avg" in out:
+        out["exp_avg"] = out["exp_avg"] / factor
+    for key in ("exp_avg_sq", "max_exp_avg_sq"):
+        if key in out:
+            out[key] = out[key] / factor ** 2
+    return out
