@@ -282,11 +282,29 @@ def kernel_scale(ck: Path) -> tuple[float, float]:
     return scale(trained), scale(interir.build_model(**trained.config))
 
 
-def kernel_line(names: list[str]) -> str:
+def kernel_pace_section(checkpoints: list[Path]) -> str:
+    """The acting kernels' scale of an explainable / standard pair (the reading of
+    docs/model_sweep.md, "The kernel's pace"); empty when either's weights do not load."""
+    try:
+        line = kernel_line(checkpoints)
+    except InterIRError:
+        return ""
+    return f"""
+The depthwise kernels that act (mean |kernel| over the EPBlocks; explainable: |W|·g/K², the kernel
+under a uniform attention): {line}. Under `conv_type: explain` Eq. 18's softmax makes
+every attention entry about 1/9, so the acting kernel starts nine times smaller than a standard
+conv's and Adam moves it nine times slower; `explain_unit` (`W ⊙ K²·A`, the same function class,
+converted exactly by `interir.model.reparam`) removes that. The A/B on the campaign is in
+`docs/model_sweep.md` ("The kernel's pace").
+"""
+
+def kernel_line(checkpoints: list[str | Path]) -> str:
+    """Each checkpoint's mean |acting depthwise kernel|, trained and fresh (names: under checkpoints/)."""
     parts = []
-    for n in names:
-        t, f = kernel_scale(Path("checkpoints") / n)
-        parts.append(f"`{n}` {t:.3f} (at initialisation {f:.3f})")
+    for c in checkpoints:
+        path = Path(c) if isinstance(c, Path) else Path("checkpoints") / c
+        t, f = kernel_scale(path)
+        parts.append(f"`{path.name}` {t:.3f} (at initialisation {f:.3f})")
     return "; ".join(parts)
 
 
@@ -641,7 +659,7 @@ reports +0.72 dB for the explainable convolution at full scale (Table 4).
 | {dl} |
 {step_gap(ck, twin)}
 The paper reports +0.72 dB for the explainable convolution at full scale (Table 4).
-{ablation_section(sorted([ck.name, twin.name]))}"""
+{ablation_section(sorted([ck.name, twin.name])) or kernel_pace_section(sorted([ck, twin]))}"""
 
 
 HISTORY = """
