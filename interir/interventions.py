@@ -15,7 +15,8 @@ from .model.unfolding import MUM, InitModule
 
 @contextmanager
 def uniform_attention(model: InterIR) -> Iterator[InterIR]:
-    """Explainable modulation off: every attention map is uniform, 1/K² (W_b = W / K²)."""
+    """Explainable modulation off: every attention map is uniform, 1/K² (W_b = W / K², or W
+    under ``explain_unit``, whose kernels scale the attention by K²)."""
     handles = [m.register_forward_hook(lambda mod, args, out: torch.full_like(out, 1.0 / out[0, 0].numel()))
                for m in model.modules() if isinstance(m, KernelAttention)]
     try:

@@ -49,7 +49,8 @@ INTERPRETATION = """\
   attention, 1×1, SimpleGate FFN) with zero-initialised residual scales; the depthwise conv is
   the explainable conv (`M = 1[x ≥ τ]` per channel with a straight-through gradient,
   adaptive-average-pooled to 3×3, softmax over the 9 positions, `W_b = W ⊙ A_b`, one grouped
-  conv for the batch). The twin uses a plain depthwise conv there (`conv_type: standard`).
+  conv for the batch; `conv_type: explain_unit` scales the attention by K², `W_b = W ⊙ K²·A_b`,
+  the same function class). The twin uses a plain depthwise conv there (`conv_type: standard`).
 - After the n IPBlocks, one more RESM, then `Conv3×3 → PixelShuffle(4)` gives `IR`; `Î = IR + D`.
 - Trace iteration k (k = 0..n) is the (k+1)-th RESM: it uses A_k, B_k, Λ_k (k = 0 from Eq. 11)
   and yields I_{k+1}; its early-exit image is I_{k+1} decoded by the output head.
@@ -354,7 +355,7 @@ def interventions_section(res: dict) -> str:
     return f"""{head}
 Each intervention is a forward hook on the trained model (`interir.interventions`), no retraining:
 *uniform attention* replaces every attention map of the explainable convs by 1/K² (the
-modulation off; `W_b = W / K²`), *Λ = 0* zeroes the multiplier of Eq. 11 and every MUM update
+modulation off; `W_b = W / K²`, or `W` under `explain_unit`), *Λ = 0* zeroes the multiplier of Eq. 11 and every MUM update
 (Eq. 14). On the {iv['meta']['n_images']} test pairs above, against the unmodified model's output.
 
 {interventions_markdown(iv).strip()}

@@ -50,7 +50,8 @@ EXPLAIN = (
     "Every EPBlock's 3×3 depthwise convolution is an **explainable convolution** (Eqs. 16–20): a "
     "binary mask $M = 1[x \\ge \\tau]$ with a learned per-channel threshold $\\tau$ marks the "
     "positions that drive it, $M$ is average-pooled to $K\\times K$ and softmaxed into an attention "
-    "map $A$, and the kernel used for *this* image is $W \\odot A$. The overlay shows $M$ (at "
+    "map $A$, and the kernel used for *this* image is $W \\odot A$ ($W \\odot K^2 A$ for weights "
+    "trained as `explain_unit`, which keep $W$ at a plain kernel's scale). The overlay shows $M$ (at "
     "feature resolution, ×4 upsampled) on the input; uniform attention would be $1/K^2$."
 )
 
