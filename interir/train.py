@@ -268,7 +268,6 @@ def load_training_state(directory: str | os.PathLike) -> tuple[dict, dict[str, t
     return meta, tensors
 
 
-
 def branch_training_state(src: str | os.PathLike, dest: str | os.PathLike, conv_type: str,
                           name: str | None = None) -> Path:
     """Copy the training state of run folder ``src`` into a new run folder ``dest`` with the
@@ -308,7 +307,7 @@ def branch_training_state(src: str | os.PathLike, dest: str | os.PathLike, conv_
     save_file({k: v.contiguous() for k, v in out.items()}, str(dest / tname),
               metadata={"format": STATE_FORMAT, "iteration": str(it)})
     meta.update(tensors_file=tname, network={**network, "conv_type": conv_type},
-                best_psnr=None, best_iter=0, branched_from={"run": meta.get("name"), "iteration": it})
+                best_psnr=None, best_iter=0)
     if name:
         meta["name"] = name
     log = src / "log.csv"
@@ -320,6 +319,7 @@ def branch_training_state(src: str | os.PathLike, dest: str | os.PathLike, conv_
             csv.writer(f).writerows(rows[:1] + keep)
     _atomic_write_text(dest / STATE_JSON, json.dumps(meta, indent=1) + "\n")
     return dest / STATE_JSON
+
 
 def _restore_rng(meta: dict, tensors: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(tensors["rng.cpu"])

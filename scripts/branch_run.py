@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from interir.errors import InterIRError
+from interir.model.epblock import EXPLAIN_TYPES
 from interir.train import branch_training_state
 
 
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", help="run folder with a training state (state.json)")
     parser.add_argument("dest", help="new run folder (must not hold a training state)")
-    parser.add_argument("--conv-type", required=True, choices=("explain", "explain_unit"))
+    parser.add_argument("--conv-type", required=True, choices=EXPLAIN_TYPES)
     parser.add_argument("--name", default=None, help="the new run's name (its config's `name`)")
     args = parser.parse_args(argv)
     try:
