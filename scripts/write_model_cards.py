@@ -295,9 +295,10 @@ The depthwise kernels that act (mean |kernel| over the EPBlocks; explainable: |W
 under a uniform attention): {line}. Under `conv_type: explain` Eq. 18's softmax makes
 every attention entry about 1/9, so the acting kernel starts nine times smaller than a standard
 conv's and Adam moves it nine times slower; `explain_unit` (`W ⊙ K²·A`, the same function class,
-converted exactly by `interir.model.reparam`) removes that. The A/B on the campaign is in
-`docs/model_sweep.md` ("The kernel's pace").
+converted exactly by `interir.model.reparam`) does neither. Branched into late in training it
+changed nothing; trained from scratch it leads (`docs/model_sweep.md`, "The kernel's pace").
 """
+
 
 def kernel_line(checkpoints: list[str | Path]) -> str:
     """Each checkpoint's mean |acting depthwise kernel|, trained and fresh (names: under checkpoints/)."""
