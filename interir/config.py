@@ -209,6 +209,9 @@ SCHEMA: dict[str, Any] = {
         "grad_clip": F("float", None, nullable=True, positive=True),
         # a weights folder to start from (a warm restart; tensors matched by name and shape)
         "init_weights": F("str", None, nullable=True),
+        # init_weights from a standard-conv checkpoint into an explainable network: its kernels
+        # become the ones that act under a uniform attention map (an approximation, opt-in)
+        "init_standard_as_uniform": F("bool", False),
         "amp": F("str", "none", choices=("none", "bf16")),
         "compile": F("bool", False),
     },

@@ -723,18 +723,28 @@ class Trainer:
         checkpoint's n, or a learned Norm gain it did not have) keep their fresh initialisation.
         The optimiser and schedule start anew: a warm restart."""
         import interir
-        from .model.reparam import convert_conv_type
+        from .model.epblock import EXPLAIN_TYPES
+        from .model.reparam import convert_conv_type, standard_as_uniform
 
         pretrained = interir.load_pretrained(weights_dir)
         source = pretrained.state_dict()
         conv_type = self.model.config["conv_type"]
-        if pretrained.config["conv_type"] != conv_type:   # explain <-> explain_unit: exact
+        old_type = pretrained.config["conv_type"]
+        if (old_type == "standard" and conv_type in EXPLAIN_TYPES
+                and self.tcfg["init_standard_as_uniform"]):
+            source, _ = standard_as_uniform(source, pretrained.config, conv_type)
+            self.say(f"warm start: the standard kernels of {weights_dir} taken as {conv_type} kernels "
+                     "under uniform attention (train.init_standard_as_uniform; approximate)")
+        elif old_type != conv_type:   # explain <-> explain_unit: exact
             try:
                 source, _ = convert_conv_type(source, pretrained.config, conv_type)
             except ValueError as exc:
-                raise InterIRError(f"train.init_weights: {weights_dir}: {exc}") from None
+                hint = (" (train.init_standard_as_uniform: true starts the explainable kernels from "
+                        "the standard ones under uniform attention, approximately)"
+                        if old_type == "standard" and conv_type in EXPLAIN_TYPES else "")
+                raise InterIRError(f"train.init_weights: {weights_dir}: {exc}{hint}") from None
             self.say(f"warm start: the kernels of {weights_dir} converted from conv_type "
-                     f"{pretrained.config['conv_type']} to {conv_type} (the same outputs)")
+                     f"{old_type} to {conv_type} (the same outputs)")
         target = self.model.state_dict()
         bad = [k for k in source if k in target and source[k].shape != target[k].shape]
         if bad:

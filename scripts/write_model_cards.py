@@ -452,9 +452,12 @@ def lineage_stages(ck: Path, current: dict, run_dir: Path | None = None,
         head, current = split_branch(current, run_dir, *branch)
     if not init:
         return ([head] if branch else []) + [current]
-    if Path(init).name != ck.name:  # warm start from another checkpoint
-        return [origin_record(init)] + ([head] if branch else []) + [current]
     prev = json.loads((ck / LINEAGE).read_text())["stages"] if (ck / LINEAGE).is_file() else []
+    if Path(init).name != ck.name:  # warm start from another checkpoint
+        # as recorded when this run's card was first written: that checkpoint may have moved on
+        kept = prev[0] if prev and prev[0].get("checkpoint") == init and \
+            any(s.get("run_id") == current["run_id"] for s in prev) else None
+        return [kept or origin_record(init)] + ([head] if branch else []) + [current]
     earlier = [s for s in prev if s.get("run_id") != current["run_id"]]
     if not any(s.get("run_id") for s in earlier):
         sys.exit(f"{ck}: this run is a warm restart from {init} itself, but {ck / LINEAGE} records no "
@@ -642,6 +645,26 @@ def steps_section(res: dict, n: int) -> str:
     return head + text + "\n"
 
 
+def started_from(ck: Path, other: Path) -> bool:
+    """Whether the first stage of ``ck``'s lineage is the checkpoint ``other`` (a warm start)."""
+    if not (ck / LINEAGE).is_file():
+        return False
+    first = json.loads((ck / LINEAGE).read_text())["stages"][0]
+    return Path(first.get("checkpoint") or "").name == other.name
+
+
+def shared_start(ck: Path, twin: Path) -> str:
+    """The paragraph for an explainable model warm-started from its own standard-conv twin."""
+    expl, std = (ck, twin) if started_from(ck, twin) else (twin, ck) if started_from(twin, ck) else (None, None)
+    if expl is None:
+        return ""
+    return (f"\n**One start:** `{expl.name}` began from `{std.name}`'s weights (its lineage table): the "
+            "standard kernels taken as the explainable kernels under uniform attention, the thresholds τ "
+            "fresh (`train.init_standard_as_uniform`). So ΔPSNR measures the explainable modulation "
+            "added to a trained standard network and fine-tuned, not the two convolutions each trained "
+            "from scratch.\n")
+
+
 def twin_section(ck: Path, res: dict, twin: Path | None, combos: list[str]) -> str:
     """ΔPSNR against the standard-conv twin and the ablation, or a plain 'no twin yet'."""
     if twin is None:
@@ -659,7 +682,7 @@ reports +0.72 dB for the explainable convolution at full scale (Table 4).
 | {' | '.join(combo_label(c) for c in combos)} | Average |
 |{'|'.join([':---:'] * (len(combos) + 1))}|
 | {dl} |
-{step_gap(ck, twin)}
+{step_gap(ck, twin)}{shared_start(ck, twin)}
 The paper reports +0.72 dB for the explainable convolution at full scale (Table 4).
 {ablation_section(sorted([ck.name, twin.name])) or kernel_pace_section(sorted([ck, twin]))}"""
 
@@ -864,8 +887,8 @@ def write_one(ck: Path, cks: list[Path], results: dict[Path, dict], args) -> Non
     twin = find_twin(ck, cks)
     twin_res = twin_results(ck, res, twin, results) if twin is not None else None
     info, cfg_path, stages, log = run_stages(ck, args)
+    write_lineage(ck, stages, log)   # first: the twin sections read it (shared_start)
     (ck / "MODEL_CARD.md").write_text(card(ck, res, twin, twin_res, info, cfg_path, stages))
-    write_lineage(ck, stages, log)
     print("wrote", ck / "MODEL_CARD.md")
 
 

@@ -167,6 +167,27 @@ def test_warm_start_lineage_then_a_warm_restart_from_its_own_weights(cards, tmp_
     assert (ck / "MODEL_CARD.md").read_text() == text and (ck / "lineage.json").read_text() == lineage
 
 
+def test_the_origin_of_a_warm_start_is_kept_when_that_checkpoint_moves_on(cards, tmp_path):
+    origin = make_checkpoint(tmp_path, "small", "small-run", n=1)
+    fake_eval(origin, 1, 0.0)
+    ck = make_checkpoint(tmp_path, "deep", "deep-run", n=2)
+    fake_eval(ck, 2, 1.0)
+    make_run(tmp_path, "deep-run")
+    make_config(tmp_path, "deep-run", init=str(origin))
+    write(cards, tmp_path, ck, runs={"deep-run": None})
+    meta = json.loads((origin / "config.json").read_text())
+    meta["train"].update(name="small-run2", iter=90)          # the origin is replaced later
+    (origin / "config.json").write_text(json.dumps(meta))
+    fake_eval(origin, 1, 3.0)
+    write(cards, tmp_path, ck, runs={"deep-run": None})
+    text = (ck / "MODEL_CARD.md").read_text()
+    assert "after 40 iterations of its last run `small-run`" in text and "small-run2" not in text
+    assert "`small` scores 21.50 dB on average" in text
+    make_run(tmp_path, "deep-run", first_time=2.5, iters=60)   # a new run from it: recorded anew
+    write(cards, tmp_path, ck, runs={"deep-run": None})
+    assert "after 90 iterations of its last run `small-run2`" in (ck / "MODEL_CARD.md").read_text()
+
+
 def test_warm_restart_without_a_recorded_earlier_run_is_a_one_line_error(cards, tmp_path):
     ck = make_checkpoint(tmp_path, "deep", "deep-run")
     fake_eval(ck, 2, 1.0)
@@ -220,6 +241,18 @@ def test_twin_pair_and_a_twin_found_on_disk(cards, tmp_path):
     (ck / "eval.json").write_text(json.dumps(data))
     with pytest.raises(SystemExit, match="no ΔPSNR against its twin m-stdconv; evaluate the pair together"):
         write(cards, tmp_path, ck, runs=runs)
+
+
+def test_an_explainable_model_started_from_its_twin_says_so_in_both_cards(cards, tmp_path):
+    ck, twin, runs = twin_pair(tmp_path)
+    write(cards, tmp_path, ck, twin, runs=runs)
+    assert "One start" not in (ck / "MODEL_CARD.md").read_text()
+    make_config(tmp_path, "m-run", init=str(twin))             # m's run began from m-stdconv
+    write(cards, tmp_path, ck, twin, runs=runs)
+    for path in (ck, twin):
+        text = (path / "MODEL_CARD.md").read_text()
+        assert "**One start:** `m` began from `m-stdconv`'s weights" in text
+        assert "init_standard_as_uniform" in text
 
 
 def test_run_folder_override_and_missing_run(cards, tmp_path):

@@ -166,3 +166,42 @@ def test_branch_run_keeps_outputs_schedule_and_log_and_resumes(tmp_path, data_di
     assert cli_main(["train", "--config", str(tmp_path / "u.yaml"), "--resume"]) == 0
     assert json.loads((tmp_path / "unit" / "state.json").read_text())["iteration"] == 8
     assert interir.load_pretrained(tmp_path / "unit" / "last").config["conv_type"] == "explain_unit"
+
+
+@pytest.mark.parametrize("conv_type", ["explain", "explain_unit"])
+def test_standard_as_uniform_equals_the_standard_conv_under_uniform_attention(conv_type):
+    from interir.interventions import uniform_attention
+    from interir.model.reparam import standard_as_uniform
+
+    std = _model("standard", seed=3)
+    for name, p in std.named_parameters():              # residual scales start at 0: open them
+        if name.endswith(("beta", "gamma")):
+            p.data.uniform_(0.5, 1.0)
+    state, cfg = standard_as_uniform(std.state_dict(), std.config, conv_type)
+    model = interir.InterIR(make_config(**cfg)).eval()
+    model.load_state_dict(state, strict=False)           # τ: fresh (not in a standard state)
+    x = torch.rand(1, 3, 24, 24)
+    with uniform_attention(model):
+        assert torch.allclose(_out(model, x), _out(std, x), atol=1e-5)
+    for m in model.modules():                           # a real attention map moves the output
+        if isinstance(m, ExplainConv2d):
+            m.mask.tau.data.uniform_(-0.5, 0.5)
+    assert not torch.allclose(_out(model, x), _out(std, x), atol=1e-4)
+    with pytest.raises(ValueError, match="standard conv"):
+        standard_as_uniform(model.state_dict(), cfg, "explain_unit")
+
+
+def test_warm_start_from_a_standard_conv_only_on_request(tmp_path, data_dir, capsys):  # noqa: F811
+    torch.set_num_threads(1)
+    interir.save_pretrained(_model("standard", seed=4), tmp_path / "src")
+    raw = _raw_cfg(data_dir, tmp_path / "run", total_iter=1, init_weights=str(tmp_path / "src"))
+    raw["network"]["conv_type"] = "explain_unit"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert cli_main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be converted" in err and "init_standard_as_uniform" in err
+    raw["train"]["init_standard_as_uniform"] = True
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert cli_main(["train", "--config", str(tmp_path / "c.yaml")]) == 0
+    assert "under uniform attention" in capsys.readouterr().err
+    assert interir.load_pretrained(tmp_path / "run" / "last").config["conv_type"] == "explain_unit"

@@ -6,8 +6,11 @@ training state) converts exactly. Training is what differs: Adam moves W by abou
 whichever way it is scaled, so under ``explain`` the kernel that acts (``W·A``, about W/9) moves
 nine times slower than a standard conv's, and under ``explain_unit`` at the same pace.
 
-A standard depthwise conv is another function class (no attention): converting to or from it is
-refused rather than approximated.
+A standard depthwise conv is another function class (no attention): ``convert_conv_type`` refuses
+it. ``standard_as_uniform`` is the one approximate move, and only on request: a standard kernel
+becomes the explainable W whose kernel under a *uniform* attention map (A = 1/K² everywhere) is that
+standard kernel; the network then differs from the standard one only by how far its attention maps
+are from uniform.
 """
 from __future__ import annotations
 
@@ -64,3 +67,23 @@ def convert_adam_moments(moments: Mapping[str, torch.Tensor], factor: float) -> 
         if key in out:
             out[key] = out[key] / factor ** 2
     return out
+
+
+def standard_as_uniform(state: Mapping[str, torch.Tensor], config: Mapping[str, Any],
+                        conv_type: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A standard-conv state dict and config moved to ``conv_type`` (explain or explain_unit) so
+    that each explainable kernel acts as the standard one under uniform attention:
+    W ⊙ g·(1/K²) = W_std, i.e. W = W_std·K²/g (= W_std under explain_unit). The thresholds τ are
+    not in ``state`` and keep their fresh initialisation. Not exact: the attention of a real input
+    is near, not at, uniform (``train.init_standard_as_uniform`` asks for it)."""
+    if config["conv_type"] != "standard" or conv_type not in EXPLAIN_TYPES:
+        raise ValueError(f"standard_as_uniform moves a standard conv to one of {EXPLAIN_TYPES}, "
+                         f"not {config['conv_type']!r} to {conv_type!r}")
+    k = int(config["kernel_size"])
+    target = {**dict(config), "conv_type": conv_type}
+    factor = k * k / attention_gain(conv_type, k)
+    names = conv_type_factors({**target, "conv_type": "explain"}, "explain_unit")  # explainable kernels
+    missing = [n for n in names if n not in state]
+    if missing:
+        raise ValueError(f"state dict lacks {len(missing)} kernels (e.g. {missing[0]})")
+    return {n: (v * factor if n in names else v) for n, v in state.items()}, target
