@@ -22,7 +22,7 @@ from interir import reference as refset
 from interir.errors import InterIRError
 from interir.model.epblock import EXPLAIN_TYPES
 from interir.reference import Reference, weights_hash
-from interir.weights import out_of_step, read_config, repo_root, same_stage
+from interir.weights import out_of_step, read_config, repo_root, same_stage, started_from
 
 log = logging.getLogger("interir.app")
 
@@ -134,11 +134,22 @@ def shipped_pairs() -> list[str]:
 
 
 def twin_step_note(holder: ModelHolder, twin: ModelHolder) -> str:
-    """"" when the twins are from the same iteration of the same training stage (or it is unknown),
-    else a sentence saying that the comparison mixes in differences of training."""
+    """The twin panel's note on how the pair was trained: a sentence when they are not from the same
+    iteration of the same stage (the comparison mixes in differences of training) and one when the
+    served weights started from the twin's (their lineage.json); "" otherwise."""
+    start = ""
+    if holder.weights_dir is not None and twin.weights_dir is not None and \
+            started_from(holder.weights_dir, twin.weights_dir):
+        start = (f"**One start:** `{holder.short_name}` began from the twin's weights (standard kernels "
+                 "taken as explainable ones under uniform attention, then fine-tuned), so the "
+                 "difference shows what the learned attention adds to a trained standard network.")
     gap = out_of_step(holder.weights_dir, twin.weights_dir)
     if gap is None:
-        return ""
+        return start
+    return " ".join(x for x in (_gap_note(holder, twin, gap), start) if x)
+
+
+def _gap_note(holder: ModelHolder, twin: ModelHolder, gap) -> str:
     (na, a), (nb, b) = gap
     if not same_stage(na, nb):
         return (f"**Not in step:** `{holder.short_name}` is from iteration {a:,} of its training stage "

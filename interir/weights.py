@@ -101,6 +101,18 @@ def out_of_step(weights: str | os.PathLike, twin: str | os.PathLike
     return None if (same_stage(na, nb) and a == b) else ((na, a), (nb, b))
 
 
+def started_from(weights: str | os.PathLike, other: str | os.PathLike) -> bool:
+    """Whether the training lineage of ``weights`` (its ``lineage.json``, written by
+    scripts/write_model_cards.py) begins with a warm start from the checkpoint folder named like
+    ``other``; False when no readable lineage says so."""
+    path = Path(weights) / "lineage.json"
+    try:
+        first = json.loads(path.read_text())["stages"][0]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return False
+    return isinstance(first, dict) and Path(str(first.get("checkpoint") or "")).name == Path(other).name
+
+
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The validated model config stored in ``directory/config.json``."""
     path = Path(directory) / CONFIG_NAME

@@ -645,16 +645,9 @@ def steps_section(res: dict, n: int) -> str:
     return head + text + "\n"
 
 
-def started_from(ck: Path, other: Path) -> bool:
-    """Whether the first stage of ``ck``'s lineage is the checkpoint ``other`` (a warm start)."""
-    if not (ck / LINEAGE).is_file():
-        return False
-    first = json.loads((ck / LINEAGE).read_text())["stages"][0]
-    return Path(first.get("checkpoint") or "").name == other.name
-
-
 def shared_start(ck: Path, twin: Path) -> str:
     """The paragraph for an explainable model warm-started from its own standard-conv twin."""
+    started_from = weights_mod.started_from
     expl, std = (ck, twin) if started_from(ck, twin) else (twin, ck) if started_from(twin, ck) else (None, None)
     if expl is None:
         return ""

@@ -236,6 +236,29 @@ def test_twins_from_different_stages_are_not_in_step(tmp_path, monkeypatch):
             assert note == ""
 
 
+def test_weights_started_from_the_twin_say_so(tmp_path, monkeypatch):
+    """A lineage.json whose first stage is the twin's folder: the pairing note says the model began
+    from the twin's weights (in step or not); a lineage from elsewhere or an unreadable one: no such note."""
+    import json
+
+    from app.runtime import ModelHolder, load_twin
+
+    monkeypatch.delenv("INTERIR_TWIN_WEIGHTS", raising=False)
+    for folder, it in (("m", 2000), ("m-stdconv", 2000)):
+        interir.save_pretrained(interir.build_model("tiny", n_blocks=2, channels=4, conv_type=(
+            "standard" if folder.endswith("stdconv") else "explain_unit")), tmp_path / folder,
+            extra={"train": {"name": folder.replace("m", "n6", 1) + "-xfer", "iter": it}})
+    holder = ModelHolder(interir.load_pretrained(tmp_path / "m"), "test", tmp_path / "m")
+    for first, expect in (({"checkpoint": "checkpoints/m-stdconv"}, True), ({"checkpoint": "checkpoints/tiny"}, False),
+                          ("not a stage", False)):
+        (tmp_path / "m" / "lineage.json").write_text(json.dumps({"stages": [first, {"run": "n6-xfer"}]}))
+        twin, note = load_twin(holder)
+        assert twin is not None
+        assert note.startswith("**One start:** `m` began from the twin's weights") == expect, note
+    (tmp_path / "m" / "lineage.json").write_text("{broken")
+    assert load_twin(holder)[1] == ""
+
+
 def test_why_this_pixel(env, client, tmp_path):
     pytest.importorskip("interir.attribution")
     img = smooth_image(40, 48, 12)

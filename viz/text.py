@@ -82,7 +82,8 @@ TWIN = (
     "architecture, data, seed and training recipe, but plain depthwise convolutions instead of "
     "explainable ones) restores the same input. Both outputs, their absolute difference, and "
     "PSNR/SSIM when a clean reference is known; a note below says when the two were not trained "
-    "to the same point (stage and iteration)."
+    "to the same point (stage and iteration), and when the explainable model started from the "
+    "twin's weights."
 )
 
 WHY = (
