@@ -647,9 +647,11 @@ def steps_section(res: dict, n: int) -> str:
 
 def shared_start(ck: Path, twin: Path) -> str:
     """The paragraph for an explainable model warm-started from its own standard-conv twin."""
-    started_from = weights_mod.started_from
-    expl, std = (ck, twin) if started_from(ck, twin) else (twin, ck) if started_from(twin, ck) else (None, None)
-    if expl is None:
+    if weights_mod.started_from(ck, twin):
+        expl, std = ck, twin
+    elif weights_mod.started_from(twin, ck):
+        expl, std = twin, ck
+    else:
         return ""
     return (f"\n**One start:** `{expl.name}` began from `{std.name}`'s weights (its lineage table): the "
             "standard kernels taken as the explainable kernels under uniform attention, the thresholds τ "

@@ -27,8 +27,6 @@ def conv_type_factors(config: Mapping[str, Any], conv_type: str) -> dict[str, fl
     ``config`` to ``conv_type`` (only the explainable kernels' weights; empty when nothing moves).
 
     Raises ValueError when the move is not an exact reparametrisation."""
-    from .interir import InterIR, make_config
-
     old = config["conv_type"]
     if old == conv_type:
         return {}
@@ -38,9 +36,17 @@ def conv_type_factors(config: Mapping[str, Any], conv_type: str) -> dict[str, fl
                          "has no attention)")
     k = int(config["kernel_size"])
     factor = attention_gain(old, k) / attention_gain(conv_type, k)   # W' = W·g / g'
+    return {name: factor for name in explainable_kernels(config)}
+
+
+def explainable_kernels(config: Mapping[str, Any]) -> list[str]:
+    """The state-dict names of the explainable kernels of a network of ``config`` built with an
+    explainable conv (whatever its own conv_type): the weights the moves here rescale."""
+    from .interir import InterIR, make_config
+
     with torch.device("meta"):                                      # names only, no memory
-        model = InterIR(make_config(**dict(config)))
-    return {f"{name}.weight": factor for name, m in model.named_modules() if isinstance(m, ExplainConv2d)}
+        model = InterIR(make_config(**{**dict(config), "conv_type": EXPLAIN_TYPES[0]}))
+    return [f"{name}.weight" for name, m in model.named_modules() if isinstance(m, ExplainConv2d)]
 
 
 def convert_conv_type(state: Mapping[str, torch.Tensor], config: Mapping[str, Any],
@@ -82,7 +88,7 @@ def standard_as_uniform(state: Mapping[str, torch.Tensor], config: Mapping[str, 
     k = int(config["kernel_size"])
     target = {**dict(config), "conv_type": conv_type}
     factor = k * k / attention_gain(conv_type, k)
-    names = conv_type_factors({**target, "conv_type": "explain"}, "explain_unit")  # explainable kernels
+    names = explainable_kernels(config)
     missing = [n for n in names if n not in state]
     if missing:
         raise ValueError(f"state dict lacks {len(missing)} kernels (e.g. {missing[0]})")
