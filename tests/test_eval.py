@@ -763,6 +763,18 @@ def test_evaluate_checkpoints_against_reads_an_earlier_eval_of_the_same_pairs(tm
         script.earlier_results([str(tmp_path / "none")], fresh)
 
 
+def test_brightness_check_affine_fit_recovers_a_known_contrast():
+    script = _script("brightness_check")
+    rng = np.random.default_rng(0)
+    tgt = rng.random((16, 16, 3))
+    pred = 0.8 * tgt + np.array([0.1, 0.0, -0.05])
+    a, b = script.affine_fit(pred, tgt)
+    assert a == pytest.approx([0.8] * 3) and b == pytest.approx([0.1, 0.0, -0.05])
+    flat = np.full((4, 4, 3), 0.5)
+    a, b = script.affine_fit(flat + 0.1, flat)  # a flat target: a = 1, the offset is the bias
+    assert a == pytest.approx([1.0] * 3) and b == pytest.approx([0.1] * 3)
+
+
 def test_brightness_check_matches_eval_and_its_oracle_fixes_the_means(tmp_path, tiny_weights,
                                                                       data_dir, result, capsys):
     script = _script("brightness_check")
@@ -774,5 +786,7 @@ def test_brightness_check_matches_eval_and_its_oracle_fixes_the_means(tmp_path, 
             result["brightness"]["model"]["combos"][combo]["bias"], abs=1e-3)
         # the untrained model's output is off in brightness: setting the means helps
         assert res[combo]["oracle_psnr"] > res[combo]["psnr"]
+        # a global affine fix per channel is at least as good as setting the means, up to clipping
+        assert res[combo]["affine_psnr"] > res[combo]["psnr"]
     assert script.main(["--data", str(tmp_path / "none"), str(tiny_weights)]) == 2
     assert "error:" in capsys.readouterr().err
