@@ -511,9 +511,12 @@ Logs: {logs} beside the weights.
     if "checkpoint" in origin and origin["test_psnr"] is not None and \
             origin["test_data"] == [res["meta"].get("data"), res["meta"].get("n_images")]:
         d = res["average"]["psnr"] - origin["test_psnr"]
-        text += (f"\nOn the same test set (below) `{Path(origin['checkpoint']).name}` scores "
-                 f"{origin['test_psnr']:.2f} dB on average (its eval.json), this checkpoint "
-                 f"{res['average']['psnr']:.2f} dB ({d:+.2f} dB).\n")
+        # the origin as it was when this line started from it: that checkpoint may have moved on
+        when = (f", after {origin['iter']:,} iterations of `{origin['run']}`"
+                if origin.get("iter") is not None and origin.get("run") else "")
+        text += (f"\nOn the same test set (below) `{Path(origin['checkpoint']).name}` scored "
+                 f"{origin['test_psnr']:.2f} dB on average when this line started from it (its eval.json "
+                 f"then{when}), this checkpoint {res['average']['psnr']:.2f} dB ({d:+.2f} dB).\n")
     return text
 
 

@@ -146,7 +146,8 @@ def test_warm_start_lineage_then_a_warm_restart_from_its_own_weights(cards, tmp_
     assert f"| 1. `small`'s own training: see `{origin}/MODEL_CARD.md` |" in text
     assert "| 19.40 dB (its weights, after 40 iterations of its last run `small-run`) |" in text
     assert f"| 2. `deep-run`, warm start from `{origin}`" in text and "| 40 | 1 min | 19.40 dB @ 40 |" in text
-    assert "`small` scores 21.50 dB on average (its eval.json), this checkpoint 22.50 dB (+1.00 dB)" in text
+    assert ("`small` scored 21.50 dB on average when this line started from it (its eval.json then, after "
+            "40 iterations of `small-run`), this checkpoint 22.50 dB (+1.00 dB)") in text
 
     # a later session: a new run warm-restarted from the committed weights of this checkpoint
     first_log = (ck / "training_log.csv").read_text()
@@ -182,7 +183,7 @@ def test_the_origin_of_a_warm_start_is_kept_when_that_checkpoint_moves_on(cards,
     write(cards, tmp_path, ck, runs={"deep-run": None})
     text = (ck / "MODEL_CARD.md").read_text()
     assert "after 40 iterations of its last run `small-run`" in text and "small-run2" not in text
-    assert "`small` scores 21.50 dB on average" in text
+    assert "`small` scored 21.50 dB on average when this line started from it" in text
     make_run(tmp_path, "deep-run", first_time=2.5, iters=60)   # a new run from it: recorded anew
     write(cards, tmp_path, ck, runs={"deep-run": None})
     assert "after 90 iterations of its last run `small-run2`" in (ck / "MODEL_CARD.md").read_text()
