@@ -112,6 +112,15 @@ def test_compact_trace_from_torch_equals_from_numpy_with_channels_last_masks():
         np.testing.assert_array_equal(a.mask_bits[name], b.mask_bits[name])
         np.testing.assert_array_equal(a.mask_rate[name], b.mask_rate[name])
         np.testing.assert_array_equal(a.mask(name), tr.masks[name][0].numpy())
+    # channels-last masks are packed as they lie in memory ((h, w, C) order), plain ones as (C, h, w):
+    # the same masks and rates either way
+    plain = compact_trace(SimpleNamespace(**{**vars(tr), "masks": {n: m.contiguous() for n, m in tr.masks.items()}}))
+    assert set(a.mask_order.values()) == {"hwc"} and plain.mask_order == {}
+    for name in tr.masks:
+        assert a.mask(name).flags.c_contiguous and a.mask(name).dtype == bool
+        np.testing.assert_array_equal(a.mask(name), plain.mask(name))
+        np.testing.assert_array_equal(a.mask_rate[name], plain.mask_rate[name])
+        assert not np.array_equal(a.mask_bits[name], plain.mask_bits[name])  # the two orders differ
 
 
 def test_to_uint8_matches_imageio():

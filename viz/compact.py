@@ -72,8 +72,8 @@ class CompactTrace:
     B: np.ndarray                          # (n+1, C, w, w) float16
     Lambda: np.ndarray                     # (n+1, C, h, w) float16
     layers: list[str]                      # recorded explainable convs, in model order
-    mask_bits: dict[str, np.ndarray]       # name -> np.packbits of the (C, h, w) mask
-    mask_shape: dict[str, tuple[int, int, int]]
+    mask_bits: dict[str, np.ndarray]       # name -> np.packbits of the (C, h, w) mask, in the
+    mask_shape: dict[str, tuple[int, int, int]]   # order of mask_order ("chw" unless named)
     mask_rate: dict[str, np.ndarray]       # name -> (C,) fraction of positions with M = 1
     attention: dict[str, np.ndarray]       # name -> (C, K, K) float32
     tau: dict[str, np.ndarray]             # name -> (C,) float32
@@ -87,6 +87,9 @@ class CompactTrace:
     input_ssim: float | None = None
     notes: list[str] = field(default_factory=list)
     name: str = "image"
+    # name -> "hwc" where the bits were packed in (h, w, C) order (a channels-last mask, packed as
+    # it lies in memory: no transposed copy of it at restore time); absent: (C, h, w)
+    mask_order: dict[str, str] = field(default_factory=dict)
     # derived views (figures, spectra, PCA bases), computed once: only through memo()/forget()
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
     _memo_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -130,9 +133,11 @@ class CompactTrace:
         """The (C, h, w) binary mask of one layer, unpacked to bool."""
         if name not in self.mask_bits:
             raise KeyError(f"no recorded mask named {name!r}")
-        shape = self.mask_shape[name]
-        bits = np.unpackbits(self.mask_bits[name], count=int(np.prod(shape)))
-        return bits.reshape(shape).astype(bool)
+        c, h, w = shape = self.mask_shape[name]
+        bits = np.unpackbits(self.mask_bits[name], count=int(np.prod(shape))).view(bool)
+        if self.mask_order.get(name, "chw") == "hwc":
+            return np.ascontiguousarray(bits.reshape(h, w, c).transpose(2, 0, 1))
+        return bits.reshape(shape)
 
     def groups(self) -> dict[str, list[str]]:
         """Layer names grouped by prefix (``blocks.0``, ..., ``final_resm``), in model order."""
@@ -233,6 +238,14 @@ def _np(t: Any, dtype: Any = np.float32) -> np.ndarray:
     return np.asarray(t).astype(dtype, copy=False)
 
 
+def _np16(t: Any) -> np.ndarray:
+    """float16 numpy of a tensor or array (a torch tensor converts in torch: several times
+    faster than numpy's float32 -> float16 on the CPU)."""
+    if hasattr(t, "detach"):
+        return t.detach().cpu().half().numpy()
+    return np.asarray(t).astype(np.float16)
+
+
 def compact_trace(trace: Any, name: str = "image", reference: np.ndarray | None = None,
                   notes: list[str] | None = None) -> CompactTrace:
     """Convert an :class:`interir.Trace` (or anything with the same attributes) to numpy."""
@@ -240,17 +253,25 @@ def compact_trace(trace: Any, name: str = "image", reference: np.ndarray | None 
     if not its:
         raise ValueError("trace has no iterations")
     images = np.stack([to_uint8_hwc(it.image) for it in its])
-    stack16 = lambda key: np.stack([_np(getattr(it, key))[0] for it in its]).astype(np.float16)  # noqa: E731
+    stack16 = lambda key: np.stack([_np16(getattr(it, key))[0] for it in its])  # noqa: E731
     layers = list(trace.masks.keys())
-    mask_bits, mask_shape, mask_rate = {}, {}, {}
+    mask_bits, mask_shape, mask_rate, mask_order = {}, {}, {}, {}
     for lname in layers:
         t = trace.masks[lname]
         m = (t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t))[0]
         m = m if m.dtype == bool else m != 0
         mask_shape[lname] = tuple(int(s) for s in m.shape)
-        mask_bits[lname] = np.packbits(m.reshape(-1))
-        flat = m.reshape(m.shape[0], -1)
-        mask_rate[lname] = (np.count_nonzero(flat, axis=1) / max(1, flat.shape[1])).astype(np.float32)
+        hwc = m.transpose(1, 2, 0)
+        if not m.flags.c_contiguous and hwc.flags.c_contiguous:  # channels-last: pack as it lies
+            mask_order[lname] = "hwc"
+            flat = hwc.reshape(-1, m.shape[0])
+            mask_bits[lname] = np.packbits(flat.reshape(-1))
+            counts = np.count_nonzero(flat, axis=0)
+        else:
+            mask_bits[lname] = np.packbits(m.reshape(-1))
+            flat = m.reshape(m.shape[0], -1)
+            counts = np.count_nonzero(flat, axis=1)
+        mask_rate[lname] = (counts / max(1, m[0].size)).astype(np.float32)
     attention = {k: _np(v)[0] for k, v in trace.attention.items()}
     tau = {k: _np(v).reshape(-1) for k, v in trace.tau.items()}
     config = dict(getattr(trace, "config", {}) or {})
@@ -266,7 +287,7 @@ def compact_trace(trace: Any, name: str = "image", reference: np.ndarray | None 
         layers=layers, mask_bits=mask_bits, mask_shape=mask_shape, mask_rate=mask_rate,
         attention=attention, tau=tau, embedding=_np(trace.embedding).reshape(-1),
         config=config, summary=jsonable(summary),
-        notes=list(notes or []), name=name)
+        notes=list(notes or []), name=name, mask_order=mask_order)
     if reference is not None:
         ct.with_reference(reference)
     return ct
