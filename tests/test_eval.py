@@ -790,3 +790,26 @@ def test_brightness_check_matches_eval_and_its_oracle_fixes_the_means(tmp_path, 
         assert res[combo]["affine_psnr"] > res[combo]["psnr"]
     assert script.main(["--data", str(tmp_path / "none"), str(tiny_weights)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_veil_regression_measures_the_added_brightness_and_fits_it():
+    script = _script("veil_regression")
+    clean = torch.rand(2, 3, 40, 56)
+    hazy = torch.lerp(torch.full_like(clean, 0.9), clean, 0.6)  # a uniform veil towards 0.9
+    v = script.veil(hazy, clean)
+    assert v.shape == (2, 3)
+    assert torch.allclose(v, 0.4 * (0.9 - clean.mean((2, 3))), atol=1e-6)
+    stats = script.global_stats(hazy)
+    assert stats.shape == (2, 16)
+    assert torch.allclose(stats[:, :3], hazy.mean((2, 3)))
+    torch.manual_seed(0)
+    net = script.VeilRegressor(width=8)
+    assert net(torch.rand(1, 3, 33, 47)).shape == (1, 3)  # any size: global pooling
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    before = (net(hazy) - v).abs().mean().item()
+    for _ in range(60):
+        loss = (net(hazy) - v).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert (net(hazy) - v).abs().mean().item() < 0.3 * before
