@@ -47,10 +47,11 @@ def part1(weights: str | None, size: int, repeats: int) -> None:
     import torch
 
     from app.handlers import Explorer, Session
-    from app.runtime import ModelHolder, ensure_reference, limit_blas_threads
+    from app.runtime import ModelHolder, ensure_reference, limit_blas_threads, tune_malloc
     from interir.imageio import save_image
 
     limit_blas_threads()  # as app.main.create_app does
+    tune_malloc()
     holder = ModelHolder.from_env(weights)
     ref, note = ensure_reference(holder)
     ex = Explorer(holder, ref, note)
