@@ -23,6 +23,7 @@ from interir.data.degrade import RANGES as LEVEL_RANGES
 from interir.errors import InterIRError
 from interir.fileio import atomic_write_text
 from interir.imageio import load_image, to_uint8
+from interir.memory import trim as trim_memory
 from interir.reference import Reference, place
 from interir.trace import jsonable
 from viz import text as T
@@ -34,7 +35,7 @@ from viz.plots import (attention_figure, channel_rank_figure, combo_label, embed
 from viz.report import build_report, lambda_basis, write_report
 from viz.viewer import frame_uris, iteration_viewer
 
-from .runtime import ModelHolder, trim_memory
+from .runtime import ModelHolder
 from .session import (Outputs, Session, downscale, fills, handler, pixel_key, plot_json, pool, read_image,
                       save_png, save_pngs)
 from .why import explain_region

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import interir
-from interir.memory import keep_freed_memory, limit_arenas, trim
+from interir.memory import keep_freed_memory, limit_arenas
 from interir import reference as refset
 from interir.errors import InterIRError
 from interir.model.epblock import EXPLAIN_TYPES
@@ -214,11 +214,6 @@ def tune_malloc(arenas: int = 2) -> None:
     own freed images and the resident size creeps up request after request. No-op elsewhere."""
     limit_arenas(arenas)
     keep_freed_memory()
-
-
-def trim_memory() -> None:
-    """Give freed heap memory back to the OS (glibc ``malloc_trim``); no-op elsewhere."""
-    trim()
 
 
 def ensure_reference(holder: ModelHolder, path: str | os.PathLike | None = None,
