@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import interir  # noqa: E402
 from interir.data.datasets import CleanImageDataset, discover_eval_sets  # noqa: E402
 from interir.data.degrade import COMBOS  # noqa: E402
+from interir.errors import InterIRError  # noqa: E402
 from interir.metrics import psnr  # noqa: E402
 from interir.train import make_batch, read_exclude_list  # noqa: E402
 
@@ -106,11 +107,12 @@ def train(args: argparse.Namespace) -> tuple[VeilRegressor, torch.Tensor]:
     return net.eval(), torch.cat(seen).median(0).values
 
 
-def evaluate(net: VeilRegressor, const: torch.Tensor, val: str, weights: list[str]) -> None:
-    """Print the per-combination table described in the module docstring."""
-    models = {w: interir.load_pretrained(w).eval() for w in weights}
+def evaluate(net: VeilRegressor, const: torch.Tensor, sets: dict, models: dict) -> None:
+    """Print the per-combination table described in the module docstring for the validation
+    ``sets`` (:func:`discover_eval_sets`) and the loaded ``models`` ({weights folder: model})."""
+    weights = list(models)
     rows: dict[str, list[list[float]]] = {}
-    for combo, ds in discover_eval_sets(val).items():
+    for combo, ds in sets.items():
         for i in range(len(ds)):
             x, y = (t.unsqueeze(0).float() for t in ds[i][:2])
             v = veil(x, y)[0]
@@ -140,7 +142,7 @@ def evaluate(net: VeilRegressor, const: torch.Tensor, val: str, weights: list[st
     print("| average | " + " | ".join(f"{v:.2f}" for v in np.mean(means, 0)) + " |")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("weights", nargs="*", help="checkpoint folders to compare (optional)")
     ap.add_argument("--train", default="data_local/train_clean")
@@ -152,15 +154,24 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=77)
     ap.add_argument("--save", default=None, help="write the regressor's weights here (safetensors)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    try:  # every input checked before the training minutes are spent
+        if not Path(args.train).is_dir():
+            raise InterIRError(f"--train {args.train}: no such folder")
+        sets = discover_eval_sets(args.val)
+        models = {w: interir.load_pretrained(w).eval() for w in args.weights}
+    except InterIRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     net, const = train(args)
     if args.save:
         from safetensors.torch import save_file
         save_file(net.state_dict(), args.save)
     print(f"constant prediction (training median of v, /255): "
           f"{', '.join(f'{c * 255:.1f}' for c in const.tolist())}")
-    evaluate(net, const, args.val, args.weights)
+    evaluate(net, const, sets, models)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -813,3 +813,14 @@ def test_veil_regression_measures_the_added_brightness_and_fits_it():
         loss.backward()
         opt.step()
     assert (net(hazy) - v).abs().mean().item() < 0.3 * before
+
+
+def test_veil_regression_refuses_bad_paths_before_training(tmp_path, capsys):
+    script = _script("veil_regression")
+    assert script.main(["--val", str(tmp_path / "none"), "--steps", "1"]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert script.main(["--train", str(tmp_path / "none"), "--steps", "1"]) == 2
+    assert "--train" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert script.main(["--val", str(tmp_path / "empty"), "--steps", "1", str(tmp_path / "noweights")]) == 2
+    assert "error:" in capsys.readouterr().err
