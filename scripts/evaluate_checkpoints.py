@@ -19,7 +19,8 @@ seeded), and with ``--interventions`` the effect of each intervention (uniform a
 Writes ``<checkpoint>/eval.json`` and ``<checkpoint>/eval.md`` for each. ``--against CK`` takes
 the other side of the twin ΔPSNR from an ``eval.json`` measured earlier on the same pairs (and
 adds the delta to it as well), instead of evaluating both together. ``--update`` keeps
-every number of an existing ``eval.json`` and only adds the blocks asked for (``--interventions``):
+every number of an existing ``eval.json`` and only adds the blocks asked for (``--interventions``,
+and with ``--against`` the ΔPSNR, e.g. after evaluating both twins in parallel):
 
     python scripts/evaluate_checkpoints.py --data data_local/testset --update --interventions \
         checkpoints/interir-tiny checkpoints/interir-tiny-stdconv
@@ -108,18 +109,36 @@ def add_interventions(ck: str, res: dict, model, data: Path) -> None:
 
 
 def update(args: argparse.Namespace, data: Path) -> None:
-    """--update: add the asked-for blocks to each existing eval.json, keep everything else."""
+    """--update: add the asked-for blocks (--interventions, the ΔPSNR of --against) to each
+    existing eval.json, keep everything else."""
     if args.iterations or args.awgn_clean:
-        sys.exit("--update adds only --interventions; run without --update to redo the rest")
-    if not args.interventions:
-        sys.exit("--update needs a block to add (--interventions)")
+        sys.exit("--update adds only --interventions and --against; run without --update to redo the rest")
+    if not (args.interventions or args.against):
+        sys.exit("--update needs a block to add (--interventions or --against)")
+    results = {}
     for ck in args.checkpoints:
         path = Path(ck, "eval.json")
         if not path.is_file():
             sys.exit(f"{path}: no eval.json to update; run without --update first")
         res = json.loads(path.read_text())
-        add_interventions(ck, res, interir.load_pretrained(ck), data)
-        path.write_text(to_json(res))
+        if args.interventions:
+            add_interventions(ck, res, interir.load_pretrained(ck), data)
+        results[ck] = res
+    write_results(results | earlier_results(args.against, results), list(results))
+
+
+def write_results(results: dict[str, dict], names: list[str]) -> None:
+    """Write eval.json/eval.md of every checkpoint, with the ΔPSNR of each pair in which at
+    least one side (``names``) was just measured or updated."""
+    for ck in results:
+        res = results[ck]
+        for other in results:
+            if other == ck or (ck not in names and other not in names):
+                continue
+            res.setdefault("delta_psnr_vs", {})[Path(other).name] = {
+                c: res["combos"][c]["psnr"] - results[other]["combos"][c]["psnr"] for c in res["combos"]} | {
+                "average": res["average"]["psnr"] - results[other]["average"]["psnr"]}
+        Path(ck, "eval.json").write_text(to_json(res))
         Path(ck, "eval.md").write_text(render(ck, res))
 
 
@@ -198,16 +217,7 @@ def main() -> None:
         print(line, flush=True)
     names = list(results)
     results |= earlier_results(args.against, results)
-    for ck in results:
-        res = results[ck]
-        for other in results:
-            if other == ck or (ck not in names and other not in names):
-                continue
-            res.setdefault("delta_psnr_vs", {})[Path(other).name] = {
-                c: res["combos"][c]["psnr"] - results[other]["combos"][c]["psnr"] for c in res["combos"]} | {
-                "average": res["average"]["psnr"] - results[other]["average"]["psnr"]}
-        Path(ck, "eval.json").write_text(to_json(res))
-        Path(ck, "eval.md").write_text(render(ck, res))
+    write_results(results, names)
     print(json.dumps({Path(k).name: {"avg": v["average"], "knn": v["embedding_knn"]["accuracy"]}
                       for k, v in results.items()}, indent=1))
 

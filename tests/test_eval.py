@@ -712,7 +712,7 @@ def test_evaluate_checkpoints_update_adds_interventions(tmp_path, all_combos_dir
     (ck / "eval.json").write_text(to_json(res))
     old_md = script.render(str(ck), json.loads(to_json(res)))
     args = script.argparse.Namespace(checkpoints=[str(ck)], iterations=False, awgn_clean=None,
-                                     interventions=True)
+                                     interventions=True, against=[])
     script.update(args, all_combos_dir)
     new = json.loads((ck / "eval.json").read_text())
     assert {k: v for k, v in new.items() if k != "interventions"} == json.loads(to_json(res))
@@ -731,8 +731,40 @@ def test_evaluate_checkpoints_update_adds_interventions(tmp_path, all_combos_dir
         script.update(args, all_combos_dir)
     with pytest.raises(SystemExit, match="needs a block"):
         script.update(script.argparse.Namespace(checkpoints=[str(ck)], iterations=False,
-                                                awgn_clean=None, interventions=False),
+                                                awgn_clean=None, interventions=False, against=[]),
                       all_combos_dir)
+
+
+def test_evaluate_checkpoints_update_adds_the_delta_against_an_evaluated_twin(tmp_path, all_combos_dir):
+    """``--update --against TWIN``: the ΔPSNR from two eval.json measured separately (e.g. in
+    parallel), written into both, every other number kept."""
+    script = _script("evaluate_checkpoints")
+    a, b = tmp_path / "a", tmp_path / "b"
+    interir.save_pretrained(_perturbed("explain"), a)
+    res = json.loads(to_json(evaluate(interir.load_pretrained(a), all_combos_dir,
+                                      include_classical=False, weights=str(a))))
+    twin = json.loads(json.dumps(res))
+    for entry in [*twin["combos"].values(), twin["average"]]:
+        entry["psnr"] -= 0.5
+    b.mkdir()
+    (a / "eval.json").write_text(to_json(res))
+    (b / "eval.json").write_text(to_json(twin))
+    args = script.argparse.Namespace(checkpoints=[str(a)], iterations=False, awgn_clean=None,
+                                     interventions=False, against=[str(b)])
+    script.update(args, all_combos_dir)
+    new_a, new_b = (json.loads((d / "eval.json").read_text()) for d in (a, b))
+    assert set(new_a["delta_psnr_vs"]["b"]) == {*res["combos"], "average"}
+    assert all(v == pytest.approx(0.5) for v in new_a["delta_psnr_vs"]["b"].values())
+    assert all(v == pytest.approx(-0.5) for v in new_b["delta_psnr_vs"]["a"].values())
+    assert {k: v for k, v in new_a.items() if k != "delta_psnr_vs"} == res
+    assert {k: v for k, v in new_b.items() if k != "delta_psnr_vs"} == twin
+    # a twin measured on other pairs is refused, and nothing is written
+    twin["meta"]["n_images"] = 3
+    (b / "eval.json").write_text(to_json(twin))
+    (a / "eval.json").write_text(to_json(res))
+    with pytest.raises(SystemExit, match="other data or settings"):
+        script.update(args, all_combos_dir)
+    assert "delta_psnr_vs" not in json.loads((a / "eval.json").read_text())
 
 
 def test_cli_eval_interventions(tmp_path, all_combos_dir, capsys):
