@@ -198,6 +198,8 @@ SCHEMA: dict[str, Any] = {
             "fft": F("float", 0.1, min_value=0.0),
             # optional: weight of |mean(output) - mean(target)| per channel (interir.losses)
             "brightness": F("float", _ABSENT, min_value=0.0),
+            # optional: weight of minus the per-sample PSNR in dB (interir.losses.neg_psnr)
+            "psnr": F("float", _ABSENT, min_value=0.0),
             # optional: the loss on every early-exit decode, weighted (see stage_weights);
             # absent or null: the paper's loss on the output alone
             "deep_supervision": F("stage_weights", _ABSENT, nullable=True),

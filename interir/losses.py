@@ -16,6 +16,13 @@ thousands; a model that cannot tell how much veil an image holds then leaves a p
 brightness error that dominates its squared error. The term gives that error its own weight.
 It is part of the base loss, so with deep supervision every early exit gets it.
 
+PSNR term (a training option, not in the paper): ``psnr · mean_b 10·log10(mse_b + 1e-8)``, minus
+the PSNR (dB) of each sample averaged over the batch: the quantity the evaluation reports, as
+NAFNet trains with. Per pixel its gradient is ``8.69·d / mse_b`` (times 1/BCHW) against L1's
+``sign(d)``, so a weight of about ``sqrt(mse)/8.69`` (0.0065 at 25 dB) gives a typical pixel the
+pull L1 gives it. Unlike L1, whose optimum over an ambiguous input is the median, it pulls towards
+the mean, and it weighs an image-wide offset (a brightness error) by its square.
+
 Descent hinges (training options, not in the paper): :class:`IterationHingeLoss` adds, per
 sample, a penalty on every iteration that makes the early-exit image worse (its PSNR drops) or the
 relative data residual ||A_k I_{k+1} B_k - z|| / ||z|| rise. An unrolled solver is expected to
@@ -28,7 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["fft_l1", "mean_l1", "RestorationLoss", "DeepSupervisionLoss", "IterationHingeLoss", "psnr_drops"]
+__all__ = ["fft_l1", "mean_l1", "neg_psnr", "RestorationLoss", "DeepSupervisionLoss", "IterationHingeLoss", "psnr_drops"]
 
 #: Margins of the hinges: a step must gain at least this much PSNR (dB) / lower the relative
 #: residual by at least this much (the evaluation allows a 0.05 dB loss and asks for a strictly
@@ -49,15 +56,24 @@ def mean_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred.float().mean((-2, -1)) - target.float().mean((-2, -1))).abs().mean()
 
 
+def neg_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of 10·log10(mse + 1e-8) per sample: minus its PSNR in dB (float32)."""
+    mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+    return 10.0 * torch.log10(mse + 1e-8).mean()
+
+
 class RestorationLoss(torch.nn.Module):
     """``l1 * L1(pred, target) + fft * fft_l1(pred, target) [+ brightness * mean_l1(pred,
-    target)]``; returns (total, l1, fft) (the brightness term is in the total only)."""
+    target)] [+ psnr * neg_psnr(pred, target)]``; returns (total, l1, fft) (the brightness and
+    PSNR terms are in the total only)."""
 
-    def __init__(self, l1: float = 1.0, fft: float = 0.1, brightness: float = 0.0):
+    def __init__(self, l1: float = 1.0, fft: float = 0.1, brightness: float = 0.0, psnr: float = 0.0):
         super().__init__()
         if brightness < 0:
             raise ValueError(f"brightness weight must be >= 0, got {brightness}")
-        self.w_l1, self.w_fft, self.w_mean = float(l1), float(fft), float(brightness)
+        if psnr < 0:
+            raise ValueError(f"psnr weight must be >= 0, got {psnr}")
+        self.w_l1, self.w_fft, self.w_mean, self.w_psnr = float(l1), float(fft), float(brightness), float(psnr)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -67,6 +83,8 @@ class RestorationLoss(torch.nn.Module):
         total = self.w_l1 * l1 + self.w_fft * fft
         if self.w_mean:
             total = total + self.w_mean * mean_l1(pred, target)
+        if self.w_psnr:
+            total = total + self.w_psnr * neg_psnr(pred, target)
         return total, l1.detach(), fft.detach()
 
 

@@ -786,8 +786,8 @@ class Trainer:
 
     def _build_loss(self) -> torch.nn.Module:
         lc = self.tcfg["loss"]
-        loss = RestorationLoss(l1=lc["l1"], fft=lc["fft"],  # Eq. 2 (+ the brightness option)
-                               brightness=lc.get("brightness", 0.0))
+        loss = RestorationLoss(l1=lc["l1"], fft=lc["fft"],  # Eq. 2 (+ the brightness / PSNR options)
+                               brightness=lc.get("brightness", 0.0), psnr=lc.get("psnr", 0.0))
         if "deep_supervision" in lc:
             loss = DeepSupervisionLoss(loss, lc["deep_supervision"])
         if self._hinged():
