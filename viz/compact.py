@@ -266,11 +266,11 @@ def compact_trace(trace: Any, name: str = "image", reference: np.ndarray | None 
             mask_order[lname] = "hwc"
             flat = hwc.reshape(-1, m.shape[0])
             mask_bits[lname] = np.packbits(flat.reshape(-1))
-            counts = np.count_nonzero(flat, axis=0)
+            counts = flat.view(np.uint8).sum(axis=0, dtype=np.int64)  # ~2x count_nonzero(axis=)
         else:
             mask_bits[lname] = np.packbits(m.reshape(-1))
             flat = m.reshape(m.shape[0], -1)
-            counts = np.count_nonzero(flat, axis=1)
+            counts = flat.view(np.uint8).sum(axis=1, dtype=np.int64)
         mask_rate[lname] = (counts / max(1, m[0].size)).astype(np.float32)
     attention = {k: _np(v)[0] for k, v in trace.attention.items()}
     tau = {k: _np(v).reshape(-1) for k, v in trace.tau.items()}
