@@ -9,7 +9,7 @@ import torch
 from interir import train as T
 from interir.config import validate_config
 from interir.errors import InterIRError
-from interir.losses import DeepSupervisionLoss, RestorationLoss, mean_l1
+from interir.losses import DeepSupervisionLoss, RestorationLoss, mean_l1, neg_psnr
 
 def test_mean_l1_is_the_distance_of_the_channel_means():
     g = torch.Generator().manual_seed(0)
@@ -21,17 +21,19 @@ def test_mean_l1_is_the_distance_of_the_channel_means():
     assert mean_l1(target, target).item() == 0.0
 
 
-def test_brightness_weight_adds_the_term_to_the_total_only():
+@pytest.mark.parametrize("name, term", [("brightness", mean_l1), ("psnr", neg_psnr)])
+def test_optional_weight_adds_its_term_to_the_total_only(name, term):
+    """The brightness and PSNR options (train.loss.brightness / psnr) change the total only."""
     g = torch.Generator().manual_seed(1)
     pred, target = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
     plain = RestorationLoss()(pred, target)
-    bright = RestorationLoss(brightness=2.0)(pred, target)
-    assert bright[0].item() == pytest.approx(plain[0].item() + 2.0 * mean_l1(pred, target).item(),
-                                             rel=1e-6)
-    assert torch.equal(bright[1], plain[1]) and torch.equal(bright[2], plain[2])
-    assert torch.equal(RestorationLoss(brightness=0.0)(pred, target)[0], plain[0])
-    with pytest.raises(ValueError, match="brightness weight"):
-        RestorationLoss(brightness=-1.0)
+    weighted = RestorationLoss(**{name: 2.0})(pred, target)
+    assert weighted[0].item() == pytest.approx(plain[0].item() + 2.0 * term(pred, target).item(),
+                                               rel=1e-6)
+    assert torch.equal(weighted[1], plain[1]) and torch.equal(weighted[2], plain[2])
+    assert torch.equal(RestorationLoss(**{name: 0.0})(pred, target)[0], plain[0])
+    with pytest.raises(ValueError, match=f"{name} weight"):
+        RestorationLoss(**{name: -1.0})
 
 
 def test_brightness_term_pulls_a_dark_output_up_everywhere():

@@ -21,18 +21,6 @@ def test_neg_psnr_is_minus_the_mean_per_sample_psnr():
     assert -neg_psnr(pred, target).item() == pytest.approx(expected, abs=0.02)
 
 
-def test_psnr_weight_adds_the_term_to_the_total_only():
-    g = torch.Generator().manual_seed(1)
-    pred, target = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
-    plain = RestorationLoss()(pred, target)
-    with_psnr = RestorationLoss(psnr=0.01)(pred, target)
-    assert with_psnr[0].item() == pytest.approx(plain[0].item() + 0.01 * neg_psnr(pred, target).item(),
-                                                rel=1e-6)
-    assert torch.equal(with_psnr[1], plain[1]) and torch.equal(with_psnr[2], plain[2])
-    with pytest.raises(ValueError, match="psnr weight"):
-        RestorationLoss(psnr=-1.0)
-
-
 def test_psnr_term_pulls_towards_the_mean_where_l1_takes_the_median():
     """One constant prediction against three targets 0, 0, 0.9: L1's optimum is the median (0),
     the PSNR term's is the mean (0.3), as for an ambiguous veil."""
