@@ -56,10 +56,14 @@ def mean_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred.float().mean((-2, -1)) - target.float().mean((-2, -1))).abs().mean()
 
 
+def _sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B,) mean squared error of each sample (float32)."""
+    return (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+
+
 def neg_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of 10·log10(mse + 1e-8) per sample: minus its PSNR in dB (float32)."""
-    mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
-    return 10.0 * torch.log10(mse + 1e-8).mean()
+    return 10.0 * torch.log10(_sample_mse(pred, target) + 1e-8).mean()
 
 
 class RestorationLoss(torch.nn.Module):
@@ -112,7 +116,7 @@ def psnr_drops(stages: list[torch.Tensor] | tuple[torch.Tensor, ...], target: to
                ) -> torch.Tensor:
     """PSNR(stage k−1) − PSNR(stage k) in dB per sample and step, shape (batch, n): positive where
     an iteration makes the image worse (unclipped images, float32)."""
-    mse = torch.stack([(s.float() - target.float()).pow(2).flatten(1).mean(1) for s in stages], 1)
+    mse = torch.stack([_sample_mse(s, target) for s in stages], 1)
     psnr = -10.0 * torch.log10(mse.clamp_min(1e-10))
     return psnr[:, :-1] - psnr[:, 1:]
 
