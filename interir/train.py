@@ -30,6 +30,12 @@ The pieces (in the spirit of BasicSR's model / logger / loop split): :class:`Run
 DDP ranks), :class:`TrainLogger` (progress bar, log.csv, TensorBoard), :class:`Trainer` (set-up,
 ``resume``, ``train_step``, ``check_finite``, ``validate``, ``save``, ``run``).
 
+Stopping: the first SIGINT (Ctrl-C) or SIGTERM lets the current iteration finish, saves the
+training state there and ends the run (``Trainer.interrupted`` holds the signal; ``interir
+train`` exits with 128 + its number), so ``--resume`` loses nothing; a second one stops at once.
+With several DDP processes the signals keep their default action (the ranks could stop at
+different iterations); ``--resume`` then continues from the last periodic checkpoint.
+
 Multi-GPU: launch with ``torchrun --nproc_per_node N -m interir.cli train --config ...``.
 """
 from __future__ import annotations
@@ -40,7 +46,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -605,6 +613,35 @@ class _LossMeter:
         return means
 
 
+class _StopOnSignal:
+    """While active, the first SIGINT/SIGTERM only sets :attr:`signum` (the loop saves the state
+    and stops after the current iteration); a second one raises KeyboardInterrupt. Inactive off
+    the main thread, where Python cannot install handlers."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, active: bool = True):
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> "_StopOnSignal":
+        if self.active:
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
 # --------------------------------------------------------------------------- the trainer
 class Trainer:
     """One training run: ``Trainer(cfg, resume=...).run()``. The steps, in order: set-up
@@ -615,6 +652,7 @@ class Trainer:
     def __init__(self, cfg: dict, resume: bool = False, log: Callable[[str], None] | None = None,
                  stop_at: int | None = None):
         self.cfg, self.tcfg = cfg, cfg["train"]
+        self.interrupted: int | None = None  # the signal that stopped run() early, if any
         self.pool: ThreadPoolExecutor | None = None
         self.logger: TrainLogger | None = None
         self.rt = Runtime.start(cfg["device"])
@@ -893,26 +931,39 @@ class Trainer:
                                                  self.seed, self.start_iter + 1, self.rt.rank, True)
                                 if self.start_iter < self.end else None)
         self.t0 = time.time()
-        try:
-            for it in range(self.start_iter + 1, self.end + 1):
-                self.meter.add(it, self.train_step(it))
-                self.logger.bar.update(1)
-                due = {k: it % n == 0 or it == self.end for k, n in every.items()}
-                due["val"] = due["val"] and self.val_enabled
-                if any(due.values()) or not on_cuda:  # the same on every rank
-                    self.check_finite()
-                if not self.rt.is_main:
-                    continue
-                if due["log"]:
-                    self.log_train(it)
-                if due["val"] and self.val_sets is not None:
-                    self.validate(it)
-                if due["ckpt"]:
-                    self.save(it)
-        finally:
-            self.close()
-        self._report_done()
+        with _StopOnSignal(active=self.rt.world == 1) as stop:
+            try:
+                for it in range(self.start_iter + 1, self.end + 1):
+                    self.meter.add(it, self.train_step(it))
+                    self.logger.bar.update(1)
+                    due = {k: it % n == 0 or it == self.end for k, n in every.items()}
+                    due["val"] = due["val"] and self.val_enabled
+                    if any(due.values()) or not on_cuda:  # the same on every rank
+                        self.check_finite()
+                    if not self.rt.is_main:
+                        continue
+                    if due["log"]:
+                        self.log_train(it)
+                    if due["val"] and self.val_sets is not None:
+                        self.validate(it)
+                    if due["ckpt"]:
+                        self.save(it)
+                    if stop.signum is not None and it < self.end:
+                        self._stop_early(it, stop.signum)
+                        break
+            finally:
+                self.close()
+        if self.interrupted is None:
+            self._report_done()
         return self.model
+
+    def _stop_early(self, it: int, signum: int) -> None:
+        """Save the state at ``it`` (unless just saved) after a stop signal, and say so."""
+        if self.last_ckpt != it:
+            self.save(it)
+        self.interrupted = signum
+        self.say(f"[{self.cfg['name']}] stopped by {signal.Signals(signum).name} at iteration "
+                 f"{it} of {self.total}: state saved in {self.ckpt_dir}; continue with --resume")
 
     def _report_done(self) -> None:
         if not self.rt.is_main or self.start_iter >= self.end:

@@ -1,4 +1,4 @@
-"""Training loop: exact resume after SIGKILL, NaN stop, atomic state, DDP replicas, loss."""
+"""Training loop: exact resume after SIGKILL or a stop signal, NaN stop, atomic state, DDP replicas, loss."""
 from __future__ import annotations
 
 import csv
@@ -78,18 +78,23 @@ def _write_cfg(path: Path, raw: dict) -> Path:
 
 
 # A runner process: one thread (deterministic CPU maths), optionally blocking forever at the
-# forward pass of iteration BLOCK_AT so the test can SIGKILL it at a known point.
+# forward pass of iteration BLOCK_AT so the test can SIGKILL it at a known point, or sending
+# itself the signal SIGNAL during iteration SIGNAL_AT.
 RUNNER = textwrap.dedent("""
     import os, sys, time, torch
     torch.set_num_threads(1)
     block_at = int(os.environ.get("BLOCK_AT", "0"))
-    if block_at:
+    signal_at = int(os.environ.get("SIGNAL_AT", "0"))
+    if block_at or signal_at:
+        import signal
         import interir.losses as L
         orig, calls = L.RestorationLoss.forward, [0]
         def forward(self, pred, target):
             calls[0] += 1
             if calls[0] == block_at:
                 time.sleep(3600)
+            if calls[0] == signal_at:  # as if a user pressed Ctrl-C during this iteration
+                os.kill(os.getpid(), int(os.environ["SIGNAL"]))
             return orig(self, pred, target)
         L.RestorationLoss.forward = forward
     from interir.cli import main
@@ -97,17 +102,19 @@ RUNNER = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path: Path, args: list[str], block_at: int = 0, wait: bool = True):
+def _run(tmp_path: Path, args: list[str], block_at: int = 0, wait: bool = True,
+         signal_at: int = 0, sig: int = 0, rc: int = 0):
     runner = tmp_path / "runner.py"
     runner.write_text(RUNNER)
-    env = {**os.environ, "BLOCK_AT": str(block_at), "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "BLOCK_AT": str(block_at), "SIGNAL_AT": str(signal_at),
+           "SIGNAL": str(int(sig)), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, str(runner), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if not wait:
         return proc
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == rc, err[-2000:]
     return out, err
 
 
@@ -122,10 +129,16 @@ def _losses(rows: list[dict]) -> list[tuple]:
 
 
 # --------------------------------------------------------------------------- resume
-def test_resume_after_sigkill_reproduces_uninterrupted_run(tmp_path, data_dir):
-    ref_cfg = _write_cfg(tmp_path / "ref.yaml", _raw_cfg(data_dir, tmp_path / "ref"))
-    _run(tmp_path, ["train", "--config", str(ref_cfg)])
-    ref_rows = _csv_rows(tmp_path / "ref" / "log.csv")
+@pytest.fixture(scope="module")
+def ref_run(tmp_path_factory, data_dir) -> Path:
+    """The uninterrupted 8-iteration run the interrupted ones are compared with."""
+    tmp = tmp_path_factory.mktemp("ref")
+    _run(tmp, ["train", "--config", str(_write_cfg(tmp / "ref.yaml", _raw_cfg(data_dir, tmp / "run")))])
+    return tmp / "run"
+
+
+def test_resume_after_sigkill_reproduces_uninterrupted_run(tmp_path, data_dir, ref_run):
+    ref_rows = _csv_rows(ref_run / "log.csv")
     assert [int(r["iter"]) for r in ref_rows if r["kind"] == "train"] == list(range(1, 9))
     assert sum(r["kind"] == "val" for r in ref_rows) == 6  # 2 combos + average, at 4 and 8
 
@@ -156,7 +169,7 @@ def test_resume_after_sigkill_reproduces_uninterrupted_run(tmp_path, data_dir):
     rows = _csv_rows(run / "log.csv")
     assert _losses(rows) == _losses(ref_rows)  # exact equality, every iteration
     for sub in ("last", "best"):
-        a = load_file(str(tmp_path / "ref" / sub / "model.safetensors"))
+        a = load_file(str(ref_run / sub / "model.safetensors"))
         b = load_file(str(run / sub / "model.safetensors"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # the trained weights load through the public API
@@ -164,9 +177,7 @@ def test_resume_after_sigkill_reproduces_uninterrupted_run(tmp_path, data_dir):
     assert model(torch.rand(1, 3, 20, 24)).shape == (1, 3, 20, 24)
 
 
-def test_stop_at_then_resume_reproduces_uninterrupted_run(tmp_path, data_dir):
-    ref_cfg = _write_cfg(tmp_path / "ref.yaml", _raw_cfg(data_dir, tmp_path / "ref"))
-    _run(tmp_path, ["train", "--config", str(ref_cfg)])
+def test_stop_at_then_resume_reproduces_uninterrupted_run(tmp_path, data_dir, ref_run):
     run = tmp_path / "stop"
     cfg = _write_cfg(tmp_path / "stop.yaml", _raw_cfg(data_dir, run))
     _, err = _run(tmp_path, ["train", "--config", str(cfg), "--stop-at", "5"])
@@ -177,10 +188,41 @@ def test_stop_at_then_resume_reproduces_uninterrupted_run(tmp_path, data_dir):
     _run(tmp_path, ["train", "--config", str(cfg), "--resume"])
     # the schedule spans total_iter throughout: the stopped + resumed run equals the straight one
     train_losses = lambda rs: [x for x in _losses(rs) if x[0] == "train"]  # noqa: E731
-    assert train_losses(_csv_rows(run / "log.csv")) == train_losses(_csv_rows(tmp_path / "ref" / "log.csv"))
-    a = load_file(str(tmp_path / "ref" / "last" / "model.safetensors"))
+    assert train_losses(_csv_rows(run / "log.csv")) == train_losses(_csv_rows(ref_run / "log.csv"))
+    a = load_file(str(ref_run / "last" / "model.safetensors"))
     b = load_file(str(run / "last" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_saves_state_and_resume_reproduces_uninterrupted_run(tmp_path, data_dir, ref_run, sig):
+    run = tmp_path / "sig"
+    cfg = _write_cfg(tmp_path / "sig.yaml", _raw_cfg(data_dir, run))
+    # the signal arrives during iteration 6: between the periodic checkpoints at 4 and 8
+    _, err = _run(tmp_path, ["train", "--config", str(cfg)], signal_at=6, sig=sig, rc=128 + sig)
+    assert f"stopped by {sig.name} at iteration 6 of 8" in err and "--resume" in err
+    assert "Traceback" not in err and "done:" not in err
+    assert json.loads((run / "state.json").read_text())["iteration"] == 6
+    assert load_file(str(run / "last" / "model.safetensors")).keys()
+    assert max(int(r["iter"]) for r in _csv_rows(run / "log.csv")) == 6
+    _run(tmp_path, ["train", "--config", str(cfg), "--resume"])
+    train_losses = lambda rs: [x for x in _losses(rs) if x[0] == "train"]  # noqa: E731
+    assert train_losses(_csv_rows(run / "log.csv")) == train_losses(_csv_rows(ref_run / "log.csv"))
+    a = load_file(str(ref_run / "last" / "model.safetensors"))
+    b = load_file(str(run / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_second_stop_signal_interrupts_at_once_and_handlers_are_restored():
+    before = signal.getsignal(signal.SIGINT)
+    with T._StopOnSignal() as stop:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.signum == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signal.SIGTERM) is not stop._handle
+    assert T._StopOnSignal(active=False).__enter__()._previous == {}
 
 
 def test_resume_and_restart_guards(tmp_path, data_dir, capsys):

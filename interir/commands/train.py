@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "train a model from a YAML config (see configs/); --resume continues from checkpoint.dir"
+HELP = ("train a model from a YAML config (see configs/); --resume continues from checkpoint.dir; "
+        "Ctrl-C or SIGTERM saves the state at the current iteration and stops")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,10 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load and validate the config, then train (or resume)."""
     from ..config import load_config
-    from ..train import train
+    from ..train import Trainer
 
     cfg = load_config(args.config)
     if args.run_dir is not None:
         cfg["checkpoint"]["dir"] = args.run_dir
-    train(cfg, resume=args.resume, stop_at=args.stop_at)
-    return 0
+    trainer = Trainer(cfg, resume=args.resume, stop_at=args.stop_at)
+    trainer.run()
+    # stopped by Ctrl-C / SIGTERM with the state saved: the shell's code for that signal
+    return 128 + trainer.interrupted if trainer.interrupted else 0
