@@ -137,6 +137,17 @@ def ref_run(tmp_path_factory, data_dir) -> Path:
     return tmp / "run"
 
 
+def _resume_and_compare(tmp_path: Path, cfg: Path, run: Path, ref_run: Path) -> None:
+    """--resume the stopped run to the end: its training losses and last weights must equal the
+    uninterrupted run's (the schedule spans total_iter throughout)."""
+    _run(tmp_path, ["train", "--config", str(cfg), "--resume"])
+    train_losses = lambda rs: [x for x in _losses(rs) if x[0] == "train"]  # noqa: E731
+    assert train_losses(_csv_rows(run / "log.csv")) == train_losses(_csv_rows(ref_run / "log.csv"))
+    a = load_file(str(ref_run / "last" / "model.safetensors"))
+    b = load_file(str(run / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_after_sigkill_reproduces_uninterrupted_run(tmp_path, data_dir, ref_run):
     ref_rows = _csv_rows(ref_run / "log.csv")
     assert [int(r["iter"]) for r in ref_rows if r["kind"] == "train"] == list(range(1, 9))
@@ -185,13 +196,7 @@ def test_stop_at_then_resume_reproduces_uninterrupted_run(tmp_path, data_dir, re
     assert json.loads((run / "state.json").read_text())["iteration"] == 5
     rows = _csv_rows(run / "log.csv")
     assert max(int(r["iter"]) for r in rows) == 5 and any(r["kind"] == "val" and r["iter"] == "5" for r in rows)
-    _run(tmp_path, ["train", "--config", str(cfg), "--resume"])
-    # the schedule spans total_iter throughout: the stopped + resumed run equals the straight one
-    train_losses = lambda rs: [x for x in _losses(rs) if x[0] == "train"]  # noqa: E731
-    assert train_losses(_csv_rows(run / "log.csv")) == train_losses(_csv_rows(ref_run / "log.csv"))
-    a = load_file(str(ref_run / "last" / "model.safetensors"))
-    b = load_file(str(run / "last" / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _resume_and_compare(tmp_path, cfg, run, ref_run)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -205,12 +210,7 @@ def test_stop_signal_saves_state_and_resume_reproduces_uninterrupted_run(tmp_pat
     assert json.loads((run / "state.json").read_text())["iteration"] == 6
     assert load_file(str(run / "last" / "model.safetensors")).keys()
     assert max(int(r["iter"]) for r in _csv_rows(run / "log.csv")) == 6
-    _run(tmp_path, ["train", "--config", str(cfg), "--resume"])
-    train_losses = lambda rs: [x for x in _losses(rs) if x[0] == "train"]  # noqa: E731
-    assert train_losses(_csv_rows(run / "log.csv")) == train_losses(_csv_rows(ref_run / "log.csv"))
-    a = load_file(str(ref_run / "last" / "model.safetensors"))
-    b = load_file(str(run / "last" / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _resume_and_compare(tmp_path, cfg, run, ref_run)
 
 
 def test_second_stop_signal_interrupts_at_once_and_handlers_are_restored():
