@@ -14,7 +14,8 @@
 #   cat FILES_AT/<name>/<name>.tar.part-* | tar xf - -C RUNS
 # Needs only what the device image has (torch, numpy, pillow, safetensors, pyyaml, tqdm).
 set -uo pipefail
-if [ $# -lt 2 ]; then
+if [ $# -lt 2 ] || [ $# -gt 3 ] || ! [[ $1 =~ ^[1-9][0-9]*$ ]]; then
+  # two runs at most: each comes back as three files and the tool returns eight
   echo "usage: bash scripts/device_train.sh BUDGET_SECONDS CONFIG [CONFIG]" >&2; exit 2
 fi
 budget=$1; shift

@@ -70,8 +70,9 @@ def test_device_train_runs_each_config_and_brings_back_weights_and_logs(tmp_path
 
 
 def test_device_train_refuses_bad_arguments_before_training(tmp_path):
-    res = _run(["60"], tmp_path / "out", tmp_path / "runs")
-    assert res.returncode == 2 and "usage:" in res.stderr
+    for args in (["60"], ["8m", "a.yaml"], ["60", "a.yaml", "b.yaml", "c.yaml"]):
+        res = _run(args, tmp_path / "out", tmp_path / "runs")
+        assert res.returncode == 2 and "usage:" in res.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nnetwork: {n_blocks: -1}\n")
     res = _run(["60", str(bad)], tmp_path / "out", tmp_path / "runs")
