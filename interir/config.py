@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .errors import InterIRError
+from .fileio import read_text_file
 
 __all__ = ["load_config", "validate_config", "stage_weights", "SCHEMA", "COMBO_NAMES",
            "DEEP_SUPERVISION_SHORTHANDS"]
@@ -328,12 +329,7 @@ def _n_blocks(network: dict) -> int:
 def load_config(path: str | os.PathLike) -> dict:
     """Read and validate a YAML training config (see module docstring for path rules)."""
     p = Path(path)
-    if not p.is_file():
-        raise InterIRError(f"config file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InterIRError(f"cannot read config file {p}: {exc}") from None
+    text = read_text_file(p, "config file")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -40,7 +40,7 @@ import torch
 
 from . import metrics
 from .classical import classical_restore
-from .fileio import atomic_write_text, check_output_path
+from .fileio import atomic_write_text, check_output_path, require_folder
 from .errors import InterIRError
 from .imageio import to_uint8
 
@@ -136,11 +136,7 @@ def _summarise_iterations(per_combo: dict[str, list[tuple[list[float], list[floa
 
 
 def _discover(data_root: str | os.PathLike) -> dict[str, Any]:
-    root = Path(data_root)
-    if not root.exists():
-        raise InterIRError(f"{root}: data folder does not exist")
-    if not root.is_dir():
-        raise InterIRError(f"{root}: data path is not a folder")
+    root = require_folder(data_root, "data", "a folder of image pairs")
     from .data.datasets import discover_eval_sets
 
     sets = discover_eval_sets(root)

@@ -1,6 +1,7 @@
-"""Output files: one check that a path can take a new file, and atomic writes (a temporary file
-in the same folder, fsync, then a rename, so a kill mid-write leaves the previous file intact).
-Used for weights, training state, logs, images, trace bundles and reports."""
+"""Files in and out. In: a folder that must exist and a text file read, each failing with one
+line that names the path. Out: one check that a path can take a new file, and atomic writes (a
+temporary file in the same folder, fsync, then a rename, so a kill mid-write leaves the previous
+file intact), used for weights, training state, logs, images, trace bundles and reports."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,29 @@ from typing import Callable
 import numpy as np
 
 from .errors import InterIRError
+
+
+def require_folder(path: str | os.PathLike, what: str, expected: str = "a folder") -> Path:
+    """``path`` as a Path if it is an existing folder, else a one-line InterIRError:
+    "P: WHAT folder does not exist" or "P: not a folder (expected EXPECTED)"."""
+    p = Path(path)
+    if not p.exists():
+        raise InterIRError(f"{p}: {what} folder does not exist")
+    if not p.is_dir():
+        raise InterIRError(f"{p}: not a folder (expected {expected})")
+    return p
+
+
+def read_text_file(path: str | os.PathLike, what: str) -> str:
+    """The UTF-8 text of ``path``, else a one-line InterIRError naming ``what`` the file is:
+    "WHAT not found: P" or "cannot read WHAT P: reason"."""
+    p = Path(path)
+    if not p.is_file():
+        raise InterIRError(f"{what} not found: {p}")
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InterIRError(f"cannot read {what} {p}: {exc}") from None
 
 
 def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] | None = None,

@@ -62,7 +62,7 @@ import torch
 from .config import load_config
 from .errors import InterIRError
 from .fileio import atomic_write_text as _atomic_write_text  # tests patch it here
-from .fileio import atomic_write_with
+from .fileio import atomic_write_with, read_text_file
 from .losses import DeepSupervisionLoss, IterationHingeLoss, RestorationLoss
 
 __all__ = ["train", "Trainer", "TrainLogger", "Runtime", "validate", "step_seed",
@@ -87,13 +87,7 @@ def read_exclude_list(path: str | os.PathLike) -> list[str]:
     """File names to hold out of training: one per line (``#`` comments allowed), or a
     ``make-testset`` ``manifest.csv`` (its ``source`` column). Only base names are kept."""
     p = Path(path)
-    if not p.is_file():
-        raise InterIRError(f"datasets.train.exclude_list: file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InterIRError(f"datasets.train.exclude_list: cannot read {p}: {exc}") from None
-    lines = text.splitlines()
+    lines = read_text_file(p, "datasets.train.exclude_list file").splitlines()
     names: list[str] = []
     if p.suffix.lower() == ".csv" and lines:
         rows = list(csv.DictReader(lines))

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import InterIRError
-from .fileio import atomic_write_bytes, atomic_write_with
+from .fileio import atomic_write_bytes, atomic_write_with, require_folder
 from .model.interir import InterIR, make_config
 
 CONFIG_NAME = "config.json"
@@ -134,11 +134,7 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
 
 def load_pretrained(directory: str | os.PathLike, device: str | torch.device = "cpu") -> InterIR:
     """Build the model described by ``config.json`` and load ``model.safetensors`` strictly."""
-    directory = Path(directory)
-    if not directory.exists():
-        raise InterIRError(f"{directory}: weights folder not found")
-    if not directory.is_dir():
-        raise InterIRError(f"{directory}: not a folder (expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME})")
+    directory = require_folder(directory, "weights", f"a folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
     config = read_config(directory)
     wpath = directory / WEIGHTS_NAME
     if not wpath.is_file():

@@ -18,6 +18,7 @@ def _seed():
 def small_train_data(tmp_path_factory) -> Path:
     """A tiny training tree: clean/ (three 40² noise photos) and val/{haze,noise}/{input,target}/
     (two 16×20 pairs each), for short training runs."""
+    from helpers import write_val_pairs
     from interir.imageio import save_image
 
     root = tmp_path_factory.mktemp("small_train_data")
@@ -25,11 +26,5 @@ def small_train_data(tmp_path_factory) -> Path:
     (root / "clean").mkdir()
     for i in range(3):
         save_image(rng.random((40, 40, 3)).astype(np.float32), root / "clean" / f"c{i}.png")
-    for combo in ("haze", "noise"):
-        for sub in ("input", "target"):
-            (root / "val" / combo / sub).mkdir(parents=True)
-        for j in range(2):
-            tgt = rng.random((16, 20, 3)).astype(np.float32)
-            save_image(tgt, root / "val" / combo / "target" / f"v{j}.png")
-            save_image(np.clip(tgt * 0.7 + 0.2, 0, 1), root / "val" / combo / "input" / f"v{j}.png")
+    write_val_pairs(root, (16, 20), rng)
     return root

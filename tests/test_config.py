@@ -7,18 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import minimal_raw_config
 from interir.config import COMBO_NAMES, load_config, validate_config
 from interir.errors import InterIRError
 
 REPO = Path(__file__).resolve().parents[1]
 
-MINIMAL = {
-    "name": "t",
-    "datasets": {"train": {"root": "clean", "patch_size": 32, "batch_size": 2}},
-    "network": {"preset": "tiny"},
-    "train": {"optimizer": {"lr": 1e-3}, "total_iter": 10},
-    "checkpoint": {"dir": "run"},
-}
+MINIMAL = minimal_raw_config()
 
 
 def _err(raw) -> str:

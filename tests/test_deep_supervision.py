@@ -11,6 +11,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from helpers import minimal_raw_config
 import interir
 from interir import train as T
 from interir.cli import main as cli_main
@@ -20,13 +21,7 @@ from interir.losses import DeepSupervisionLoss, RestorationLoss
 from interir.metrics import psnr
 
 REPO = Path(__file__).resolve().parents[1]
-MINIMAL = {
-    "name": "t",
-    "datasets": {"train": {"root": "clean", "patch_size": 32, "batch_size": 2}},
-    "network": {"preset": "tiny", "n_blocks": 2},
-    "train": {"optimizer": {"lr": 1e-3}, "total_iter": 10},
-    "checkpoint": {"dir": "run"},
-}
+MINIMAL = minimal_raw_config(n_blocks=2)
 
 
 def _cfg(spec, **network) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import minimal_raw_config
 import interir
 from interir import train as T
 from interir.config import validate_config
@@ -19,13 +20,7 @@ from interir.losses import (DeepSupervisionLoss, IterationHingeLoss, Restoration
                             psnr_drops)
 from interir.trace import trace
 
-MINIMAL = {
-    "name": "t",
-    "datasets": {"train": {"root": "clean", "patch_size": 32, "batch_size": 2}},
-    "network": {"preset": "tiny", "n_blocks": 2},
-    "train": {"optimizer": {"lr": 1e-3}, "total_iter": 10},
-    "checkpoint": {"dir": "run"},
-}
+MINIMAL = minimal_raw_config(n_blocks=2)
 
 
 def _tiny(n: int = 2) -> interir.InterIR:

@@ -63,3 +63,21 @@ def test_a_listed_command_without_its_module_is_a_one_line_error(monkeypatch, ca
     assert cli.main(["restore", "--help"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'ghost'" in err and "interir.commands.ghost is missing" in err
+
+
+def test_require_folder_and_read_text_file_name_the_path(tmp_path):
+    from interir.fileio import read_text_file, require_folder
+
+    f = tmp_path / "a.txt"
+    f.write_text("héllo", encoding="utf-8")
+    assert require_folder(tmp_path, "data") == tmp_path
+    with pytest.raises(InterIRError, match=r"nope: data folder does not exist$"):
+        require_folder(tmp_path / "nope", "data")
+    with pytest.raises(InterIRError, match=r"a.txt: not a folder \(expected pairs\)$"):
+        require_folder(f, "data", "pairs")
+    assert read_text_file(f, "list") == "héllo"
+    with pytest.raises(InterIRError, match=r"^list not found: .*b.txt$"):
+        read_text_file(tmp_path / "b.txt", "list")
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\xfa")
+    with pytest.raises(InterIRError, match=r"^cannot read list .*bad.txt: "):
+        read_text_file(tmp_path / "bad.txt", "list")

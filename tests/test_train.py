@@ -19,6 +19,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 import interir
+from helpers import write_val_pairs
 from interir.cli import main as cli_main
 from interir.config import validate_config
 from interir.errors import InterIRError
@@ -43,13 +44,7 @@ def data_dir(tmp_path_factory) -> Path:
         save_image(img, root / "clean" / f"img{i}.png")
     save_image(np.full((40, 40, 3), 0.5, np.float32), root / "clean" / "heldout.png")
     (root / "exclude.txt").write_text("# held out\nheldout.png\n")
-    for combo in ("haze", "noise"):
-        for sub in ("input", "target"):
-            (root / "val" / combo / sub).mkdir(parents=True)
-        for i in range(2):
-            tgt = rng.random((24, 28, 3)).astype(np.float32)
-            save_image(tgt, root / "val" / combo / "target" / f"v{i}.png")
-            save_image(np.clip(tgt * 0.7 + 0.2, 0, 1), root / "val" / combo / "input" / f"v{i}.png")
+    write_val_pairs(root, (24, 28), rng)
     return root
 
 

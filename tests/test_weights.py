@@ -33,7 +33,7 @@ def test_round_trip_bit_exact(saved):
 
 def test_missing_folder_and_files(tmp_path, saved):
     _, d = saved
-    with pytest.raises(InterIRError, match="not found"):
+    with pytest.raises(InterIRError, match="weights folder does not exist"):
         interir.load_pretrained(tmp_path / "nope")
     (d / WEIGHTS_NAME).unlink()
     with pytest.raises(InterIRError, match=f"{WEIGHTS_NAME}: missing"):

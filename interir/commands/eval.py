@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InterIRError
-from ..fileio import check_output_path
+from ..fileio import check_output_path, require_folder
 from ..weights import DEFAULT_CHECKPOINT_PATH
 
 HELP = ("evaluate a checkpoint on DIR/<combo>/input + target folders (PSNR/SSIM per combo) "
@@ -70,11 +70,7 @@ def _check_output(path: str | None, flag: str) -> None:
 def _load_model(weights: Path):
     import interir
 
-    if not weights.exists():
-        raise InterIRError(f"{weights}: weights folder does not exist")
-    if not weights.is_dir():
-        raise InterIRError(f"{weights}: weights must be a folder with config.json and "
-                           "model.safetensors")
+    require_folder(weights, "weights", "a folder with config.json and model.safetensors")
     for name in ("config.json", "model.safetensors"):
         if not (weights / name).is_file():
             raise InterIRError(f"{weights}: no {name} in the weights folder")
@@ -103,11 +99,7 @@ def run(args: argparse.Namespace) -> int:
                         interventions_markdown, iterations_markdown, to_json, to_markdown,
                         write_text_atomic)
 
-    data = Path(args.data)
-    if not data.exists():
-        raise InterIRError(f"{data}: data folder does not exist")
-    if not data.is_dir():
-        raise InterIRError(f"{data}: --data must be a folder")
+    data = require_folder(args.data, "data", "--data to be a folder of image pairs")
     _check_output(args.json, "--json")
     _check_output(args.markdown, "--markdown")
     if args.weights is None:
