@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_weights_argument(p)
     p.add_argument("--out", metavar="FILE.npz", default=None,
                    help=f"where to write it (default: {SHIPPED_REFERENCE.relative_to(SHIPPED_REFERENCE.parents[2])} "
-                        "for the shipped checkpoint, else the cache folder $INTERIR_CACHE_DIR)")
+                        "without --weights, else the cache folder $INTERIR_CACHE_DIR or ~/.cache/interir)")
     p.add_argument("--size", type=int, default=128, help="crop size in pixels (default 128)")
     p.add_argument("--seeds", type=int, default=3, help="crops/levels per photo and combo (default 3)")
 
