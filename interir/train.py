@@ -58,12 +58,26 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
+# Everything the loop needs is imported here, not inside functions: a run lasts hours and
+# must not pick up a module edited in the working tree after it started (tests/test_train.py).
 from .config import load_config
+from .data.datasets import CleanImageDataset, discover_eval_sets
+from .data.degrade import degrade, sample_levels
 from .errors import InterIRError
 from .fileio import atomic_write_text as _atomic_write_text  # tests patch it here
 from .fileio import atomic_write_with, read_text_file
+from .eval import MONOTONE_TOL_DB, decreasing, non_decreasing
 from .losses import DeepSupervisionLoss, IterationHingeLoss, RestorationLoss
+from .metrics import psnr, ssim
+from .model import build_model, make_config
+from .model.epblock import EXPLAIN_TYPES
+from .model.interir import InterIR
+from .model.reparam import (conv_type_factors, convert_adam_moments, convert_conv_type,
+                            standard_as_uniform)
+from .weights import load_pretrained, save_pretrained
 
 __all__ = ["train", "Trainer", "TrainLogger", "Runtime", "validate", "step_seed",
            "save_training_state", "load_training_state", "branch_training_state",
@@ -139,8 +153,6 @@ def make_batch(dataset, batch: int, combos, seed: int, iteration: int, rank: int
     degrade_size``): the rain streaks, veils and haze depth then have the scale of a whole
     photo, not of a patch.
     """
-    from .data.degrade import degrade, sample_levels
-
     s = step_seed(seed, iteration, rank)
     if clean is None:
         clean = dataset.sample_batch(batch, torch.Generator().manual_seed(s))
@@ -197,8 +209,6 @@ def save_training_state(directory: str | os.PathLike, model: torch.nn.Module,
                         optimizer: torch.optim.Optimizer, scheduler, iteration: int,
                         extra: dict | None = None) -> Path:
     """Write ``state-<iter>.safetensors`` then atomically point ``state.json`` at it."""
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -247,9 +257,6 @@ def _tuplify(x):
 
 def load_training_state(directory: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     """Read ``state.json`` and the tensors it names; raise InterIRError if unusable."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     path = directory / STATE_JSON
     if not path.is_file():
@@ -277,12 +284,6 @@ def branch_training_state(src: str | os.PathLike, dest: str | os.PathLike, conv_
     same outputs; Adam's moments converted with them), the schedule, RNG and log kept, and the
     best-so-far reset. ``interir train --resume`` on ``dest`` with a config whose network has
     that conv_type continues from the same iteration and batches: an A/B of the parametrisation."""
-    from safetensors.torch import save_file
-
-    from .model import make_config
-    from .model.interir import InterIR
-    from .model.reparam import conv_type_factors, convert_adam_moments
-
     src, dest = Path(src), Path(dest)
     if (dest / STATE_JSON).exists():
         raise InterIRError(f"{dest} already holds a training run")
@@ -443,8 +444,6 @@ class TrainLogger:
 
 # --------------------------------------------------------------------------- validation
 def _load_val_sets(root: str, max_images: int | None) -> dict[str, list]:
-    from .data.datasets import discover_eval_sets
-
     if not Path(root).is_dir():
         raise InterIRError(f"datasets.val.root: folder not found: {root}")
     sets = discover_eval_sets(root)
@@ -479,9 +478,6 @@ def validate(model: torch.nn.Module, val_sets: dict[str, list], device: torch.de
     ``monotone`` / ``descent``: the fraction of pairs whose early-exit PSNR never drops by more
     than the evaluation's tolerance / whose relative data residual falls at every iteration (as
     ``interir eval --iterations`` counts them; None for a model without the unfolding)."""
-    from .eval import MONOTONE_TOL_DB, decreasing, non_decreasing
-    from .metrics import psnr, ssim
-
     unfolds = hasattr(model, "stages_and_residuals")
     run = model.stages_and_residuals if unfolds else (lambda x: ([model(x)], None))
     was_training = model.training
@@ -698,8 +694,6 @@ class Trainer:
             stale.unlink(missing_ok=True)
 
     def _build_data(self) -> None:
-        from .data.datasets import CleanImageDataset
-
         dcfg, vcfg = self.cfg["datasets"]["train"], self.cfg["datasets"]["val"]
         root = Path(dcfg["root"])
         if not root.is_dir():
@@ -715,11 +709,9 @@ class Trainer:
                          if self.rt.is_main and vcfg["root"] else None)
 
     def _build_model(self) -> None:
-        import interir
-
         torch.manual_seed(self.seed)
         try:
-            model = interir.build_model(**self.cfg["network"])
+            model = build_model(**self.cfg["network"])
         except (TypeError, ValueError) as exc:
             raise InterIRError(f"network: {exc}") from None
         self.model = model.to(self.rt.device).train()
@@ -754,11 +746,7 @@ class Trainer:
         tensor whose name and shape match is copied; the others (e.g. IPBlocks beyond the
         checkpoint's n, or a learned Norm gain it did not have) keep their fresh initialisation.
         The optimiser and schedule start anew: a warm restart."""
-        import interir
-        from .model.epblock import EXPLAIN_TYPES
-        from .model.reparam import convert_conv_type, standard_as_uniform
-
-        pretrained = interir.load_pretrained(weights_dir)
+        pretrained = load_pretrained(weights_dir)
         source = pretrained.state_dict()
         conv_type = self.model.config["conv_type"]
         old_type = pretrained.config["conv_type"]
@@ -887,18 +875,14 @@ class Trainer:
             self._save_best(it, val)
 
     def _save_best(self, it: int, val: dict) -> None:
-        import interir
-
-        interir.save_pretrained(self.model, self.ckpt_dir / "best", extra={
+        save_pretrained(self.model, self.ckpt_dir / "best", extra={
             "train": {"name": self.cfg["name"], "iter": it, "val": val["average"]}})
         _atomic_write_text(self.ckpt_dir / "best" / "metrics.json",
                            json.dumps({"iter": it, **val}, indent=1) + "\n")
 
     def save(self, it: int) -> None:
         """``last/`` weights, then the training state (``state.json`` last, atomically)."""
-        import interir
-
-        interir.save_pretrained(self.model, self.ckpt_dir / "last",
+        save_pretrained(self.model, self.ckpt_dir / "last",
                                 extra={"train": {"name": self.cfg["name"], "iter": it}})
         save_training_state(self.ckpt_dir, self.model, self.optimizer, self.scheduler, it, extra={
             "network": self.cfg["network"],

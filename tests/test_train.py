@@ -341,6 +341,50 @@ def test_training_state_round_trip_is_exact(tmp_path):
     assert opt.param_groups[0]["lr"] == opt2.param_groups[0]["lr"]
 
 
+LOOP_IMPORTS = textwrap.dedent("""
+    import importlib.abc, json, sys, torch
+    torch.set_num_threads(1)
+    from interir import train as T
+    from interir.config import validate_config
+
+    trainer = T.Trainer(validate_config(json.loads(sys.argv[1])))
+    late = []
+
+    class Refuse(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "interir" or name.startswith("interir."):
+                late.append(name)
+                raise ImportError(f"{name} imported inside the training loop")
+            return None
+
+    sys.meta_path.insert(0, Refuse())
+    trainer.run()
+    print("late imports:", late)
+""")
+
+
+def test_the_loop_imports_nothing_from_the_package(tmp_path, data_dir):
+    """A run lasts hours while the working tree may change: once set up, training, validation,
+    the best and the periodic saves must not import a module of the package (one edited after
+    the start would be half old, half new; a run once died so at its first validation)."""
+    raw = _raw_cfg(data_dir, tmp_path / "run", total_iter=4,
+                   loss={"l1": 1.0, "fft": 0.1, "deep_supervision": "linear", "monotone": 0.1,
+                         "descent": 0.3})
+    raw["val"]["every"], raw["checkpoint"]["every"] = 2, 2
+    script = tmp_path / "loop_imports.py"
+    script.write_text(LOOP_IMPORTS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, str(script), json.dumps(raw)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "late imports: []" in done.stdout
+    rows = _csv_rows(tmp_path / "run" / "log.csv")
+    assert [r["iter"] for r in rows if r["kind"] == "val" and r["combo"] == "average"] == ["2", "4"]
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["iteration"] == 4
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+
+
 # --------------------------------------------------------------------------- data
 def test_batches_are_a_pure_function_of_seed_iteration_rank(data_dir):
     from interir.data.datasets import CleanImageDataset
