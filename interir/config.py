@@ -230,6 +230,9 @@ SCHEMA: dict[str, Any] = {
     },
     "checkpoint": {
         "every": F("int", 1000, positive=True),
+        # weights (not the state) kept in <dir>/weights-<iter>/ every N iterations: the milestones
+        # of a long run stay loadable after last/ has moved on; absent: none kept
+        "keep_every": F("int", _ABSENT, positive=True),
         "dir": F("str"),
     },
 }

@@ -892,6 +892,12 @@ class Trainer:
         self.last_ckpt = it
         self.logger.flush()
 
+    def keep_weights(self, it: int) -> Path:
+        """The weights at ``it`` in ``weights-<it>/`` (``checkpoint.keep_every``), loadable like
+        ``last/``; a later ``last/`` does not replace them."""
+        return save_pretrained(self.model, self.ckpt_dir / f"weights-{it:08d}",
+                               extra={"train": {"name": self.cfg["name"], "iter": it}})
+
     def _elapsed(self) -> float:
         return self.elapsed0 + time.time() - self.t0
 
@@ -901,6 +907,8 @@ class Trainer:
         cfg = self.cfg
         every = {"log": cfg["logger"]["print_every"], "val": cfg["val"]["every"],
                  "ckpt": cfg["checkpoint"]["every"]}
+        if cfg["checkpoint"].get("keep_every"):
+            every["keep"] = cfg["checkpoint"]["keep_every"]
         on_cuda = self.rt.device.type == "cuda"
         if on_cuda:  # one-ahead prefetch of the clean batch on a thread (it is seeded per
             # iteration, so results do not depend on it)
@@ -926,6 +934,8 @@ class Trainer:
                         self.validate(it)
                     if due["ckpt"]:
                         self.save(it)
+                    if due.get("keep"):
+                        self.keep_weights(it)
                     if stop.signum is not None and it < self.end:
                         self._stop_early(it, stop.signum)
                         break

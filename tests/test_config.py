@@ -154,3 +154,9 @@ def test_combo_names_match_degrade():
 def test_every_config_of_the_repo_validates(path):
     cfg = load_config(path)
     assert cfg["name"] and cfg["train"]["total_iter"] > 0
+
+
+def test_checkpoint_keep_every_is_absent_unless_given_and_positive():
+    assert "keep_every" not in validate_config(copy.deepcopy(MINIMAL))["checkpoint"]
+    assert validate_config(_with("checkpoint.keep_every", 500))["checkpoint"]["keep_every"] == 500
+    assert "checkpoint.keep_every" in _err(_with("checkpoint.keep_every", 0))

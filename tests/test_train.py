@@ -370,7 +370,7 @@ def test_the_loop_imports_nothing_from_the_package(tmp_path, data_dir):
     raw = _raw_cfg(data_dir, tmp_path / "run", total_iter=4,
                    loss={"l1": 1.0, "fft": 0.1, "deep_supervision": "linear", "monotone": 0.1,
                          "descent": 0.3})
-    raw["val"]["every"], raw["checkpoint"]["every"] = 2, 2
+    raw["val"]["every"], raw["checkpoint"]["every"], raw["checkpoint"]["keep_every"] = 2, 2, 2
     script = tmp_path / "loop_imports.py"
     script.write_text(LOOP_IMPORTS)
     env = {**os.environ, "OMP_NUM_THREADS": "1",
@@ -383,6 +383,13 @@ def test_the_loop_imports_nothing_from_the_package(tmp_path, data_dir):
     assert [r["iter"] for r in rows if r["kind"] == "val" and r["combo"] == "average"] == ["2", "4"]
     assert json.loads((tmp_path / "run" / "state.json").read_text())["iteration"] == 4
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    # checkpoint.keep_every: the weights at 2 survive last/ moving on to 4
+    kept = sorted(p.name for p in (tmp_path / "run").glob("weights-*"))
+    assert kept == ["weights-00000002", "weights-00000004"]
+    w2, w4 = (interir.load_pretrained(tmp_path / "run" / k).state_dict() for k in kept)
+    last = interir.load_pretrained(tmp_path / "run" / "last").state_dict()
+    assert all(torch.equal(w4[k], last[k]) for k in last)
+    assert not all(torch.equal(w2[k], last[k]) for k in last)
 
 
 # --------------------------------------------------------------------------- data
