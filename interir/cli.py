@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="interir", description="InterIR: interpretable multi-degradation "
-                     "image restoration (restore, trace, degrade, train, eval, report).")
+                     f"image restoration ({', '.join(COMMANDS)}).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, modpath in COMMANDS.items():
         try:
