@@ -419,7 +419,7 @@ def test_report_cli(tmp_path, capsys):
                       (["report", str(tmp_path / "in.png"), "--out", str(tmp_path / "no" / "r.html"),
                         "--weights", str(tmp_path / "w")], "does not exist"),
                       (["report", str(tmp_path / "in.png"), "--out", str(out), "--weights", str(tmp_path / "nope")],
-                       "not found")]:
+                       "weights folder does not exist")]:
         assert main(args) == 2
         err = capsys.readouterr().err.strip()
         assert msg in err and len(err.splitlines()) == 1 and "Traceback" not in err
