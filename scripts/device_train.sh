@@ -5,9 +5,10 @@
 #   device run, carry [data_local/train_clean, data_local/val]:
 #     bash scripts/device_train.sh 480 configs/interir-n6-long8.yaml configs/interir-n6-stdconv-long8.yaml
 #
-# Each config runs as written except `device` (DEVICE, default cuda) and its run folder
-# (/tmp/device-runs/<name>). At BUDGET seconds a run still going gets SIGTERM: `interir train`
-# saves its state at the current iteration and stops (docs/design.md). Back come, per run, its
+# Each config runs as written except `device` (DEVICE, default cuda), its run folder
+# (/tmp/device-runs/<name>) and `checkpoint.keep_every` (dropped: no room to bring the kept
+# weights back). At BUDGET seconds a run still going gets SIGTERM: `interir train` saves its
+# state at the current iteration and stops (docs/design.md). Back come, per run, its
 # console log (train.log) and its run folder (last/, state.json + state tensors, log.csv) as a
 # tar in parts of 15 MiB (the tool returns at most 8 files of 16 MiB, 64 MiB in all: two n = 6
 # runs fit). Unpack into RUNS and `--resume` there continues the run on the CPU:
@@ -39,6 +40,7 @@ except InterIRError as exc:
     sys.exit(f"device_train: error: {exc}")
 raw = yaml.safe_load(open(src))
 raw["device"] = device
+(raw.get("checkpoint") or {}).pop("keep_every", None)  # no room for kept weights in what comes back
 with open(f"{runs}/{cfg['name']}.yaml", "w") as fh:
     yaml.safe_dump(raw, fh)
 print(cfg["name"])

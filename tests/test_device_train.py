@@ -38,7 +38,7 @@ def _config(tmp: Path, name: str) -> Path:
            "train": {"optimizer": {"type": "Adam", "lr": 1e-3}, "total_iter": 3,
                      "loss": {"l1": 1.0, "fft": 0.1}},
            "logger": {"print_every": 1, "tensorboard": False, "csv": True},
-           "checkpoint": {"every": 3, "dir": "runs/unused"}}
+           "checkpoint": {"every": 3, "keep_every": 1, "dir": "runs/unused"}}
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -63,9 +63,11 @@ def test_device_train_runs_each_config_and_brings_back_weights_and_logs(tmp_path
         assert meta["iteration"] == 3 and any(k.startswith("model.") for k in tensors)
         assert load_file(str(back / name / "last" / "model.safetensors"))
         assert (back / name / "log.csv").is_file()
+        assert not list((back / name).glob("weights-*"))   # keep_every dropped on the device
         # the device was replaced in the copy it trained, not in the user's config
         assert yaml.safe_load((runs / f"{name}.yaml").read_text())["device"] == "cpu"
-        assert yaml.safe_load((tmp_path / f"{name}.yaml").read_text())["device"] == "cuda"
+        user = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())
+        assert user["device"] == "cuda" and user["checkpoint"]["keep_every"] == 1
     assert "== dev-a" in res.stdout and "== dev-b" in res.stdout
 
 
