@@ -882,8 +882,7 @@ class Trainer:
 
     def save(self, it: int) -> None:
         """``last/`` weights, then the training state (``state.json`` last, atomically)."""
-        save_pretrained(self.model, self.ckpt_dir / "last",
-                                extra={"train": {"name": self.cfg["name"], "iter": it}})
+        self._save_weights(self.ckpt_dir / "last", it)
         save_training_state(self.ckpt_dir, self.model, self.optimizer, self.scheduler, it, extra={
             "network": self.cfg["network"],
             "best_psnr": self.best_psnr if self.best_iter else None,
@@ -895,7 +894,10 @@ class Trainer:
     def keep_weights(self, it: int) -> Path:
         """The weights at ``it`` in ``weights-<it>/`` (``checkpoint.keep_every``), loadable like
         ``last/``; a later ``last/`` does not replace them."""
-        return save_pretrained(self.model, self.ckpt_dir / f"weights-{it:08d}",
+        return self._save_weights(self.ckpt_dir / f"weights-{it:08d}", it)
+
+    def _save_weights(self, folder: Path, it: int) -> Path:
+        return save_pretrained(self.model, folder,
                                extra={"train": {"name": self.cfg["name"], "iter": it}})
 
     def _elapsed(self) -> float:
