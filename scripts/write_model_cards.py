@@ -741,8 +741,12 @@ def training_section(ck: Path, info: dict, cfg_path: str, twin: Path | None, lin
                      last: dict | None = None) -> str:
     curve = ", ".join(f"{i}: {p:.2f}" for i, p in info["val_curve"])
     alike = ", both twins alike" if twin is not None and in_step(ck, twin) else ""
-    hardware = ("2-core x86-64 CPU shared with its twin's run (one thread each) and other work; no GPU"
-                if twin is not None else "one thread of a 2-core x86-64 CPU shared with other work; no GPU")
+    hardware = ("2-core x86-64 CPU shared with its twin's run (one thread each) and other work"
+                if twin is not None else "one thread of a 2-core x86-64 CPU shared with other work")
+    gpu = (last or {}).get("gpu_iters")
+    hardware += (f"; iterations {gpu[0]:,}–{gpu[1]:,} of this run on one NVIDIA H200 GPU (a lent machine: "
+                 f"its state carried there and back, `scripts/device_train.sh`; the same clean crops as on the CPU, "
+                 f"the degradations drawn by the GPU's random generator)" if gpu else "; no GPU")
     return f"""## Training
 | | |
 |---|---|
@@ -851,6 +855,16 @@ def run_of(ck: Path, args) -> tuple[dict, Path, str]:
     return train, run_dir, cfg_path
 
 
+def gpu_span(spec: str, shipped: int) -> list[int]:
+    """``FROM-TO`` (iterations of a run trained on a GPU) as far as the shipped weights reach."""
+    a, sep, b = spec.partition("-")
+    if not sep or not a.isdigit() or not b.isdigit() or int(a) >= int(b):
+        sys.exit(f"--gpu: expected NAME=FROM-TO with FROM < TO, got {spec!r}")
+    if int(a) >= shipped:
+        sys.exit(f"--gpu: the weights are from iteration {shipped:,}, before the GPU span {spec}")
+    return [int(a), min(int(b), shipped)]
+
+
 def run_stages(ck: Path, args) -> tuple[dict, str, list[dict], str]:
     """The run of ``ck``'s weights (info, training config), the lineage it completes (new
     layout; [] for the legacy pair) and its log up to the weights' iteration."""
@@ -858,9 +872,11 @@ def run_stages(ck: Path, args) -> tuple[dict, str, list[dict], str]:
     info = run_info(run_dir, train.get("iter")) | {"name": train["name"]}
     cfg_train = yaml.safe_load(open(cfg_path))["train"]
     info["planned"] = int(cfg_train["total_iter"])
+    current = stage_record(info, cfg_path, cfg_train.get("init_weights"), run_dir)
+    if train["name"] in args.gpu:
+        current["gpu_iters"] = gpu_span(args.gpu[train["name"]], train.get("iter") or info["iterations"])
     stages = ([] if is_legacy(ck) else
-              lineage_stages(ck, stage_record(info, cfg_path, cfg_train.get("init_weights"), run_dir),
-                             run_dir, branch_of(ck, train["name"], args.branch)))
+              lineage_stages(ck, current, run_dir, branch_of(ck, train["name"], args.branch)))
     return info, cfg_path, stages, log_upto(run_dir, train.get("iter"))
 
 
@@ -902,6 +918,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="the run NAME is a copy of run PARENT's training state at iteration ITER, "
                          "resumed with its own config: two stages in the lineage (recorded in "
                          "lineage.json, so later cards of the same run need it no more); repeatable")
+    ap.add_argument("--gpu", action="append", default=[], metavar="NAME=FROM-TO",
+                    help="iterations FROM to TO of the run NAME were trained on a GPU (a lent machine, "
+                         "scripts/device_train.sh); the card's hardware line says so; repeatable")
     ap.add_argument("--stage-only", action="store_true",
                     help="only record the run of these weights as a stage of lineage.json (and copy "
                          "its log): for an intermediate stage that is fine-tuned further before it "
@@ -909,7 +928,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("checkpoints", nargs="+")
     args = ap.parse_args(argv)
     args.run, args.config = _pairs(args.run, "--run"), _pairs(args.config, "--config")
-    args.branch = _pairs(args.branch, "--branch")
+    args.branch, args.gpu = _pairs(args.branch, "--branch"), _pairs(args.gpu, "--gpu")
     cks = [Path(p) for p in args.checkpoints]
     if args.stage_only:
         for ck in cks:

@@ -129,6 +129,7 @@ def test_checkpoint_without_twin_has_no_twin_numbers(cards, tmp_path):
     assert "0.900 → 0.800 → 0.700" in text
     assert "Brightness bias mean(output) − mean(target): +0.70/255 on average" in text
     assert "Trained from scratch in one run" in text and "## History" not in text
+    assert "other work; no GPU |" in text
     assert (ck / "training_log.csv").read_text() == (tmp_path / "runs/deep-run/log.csv").read_text()
     stages = json.loads((ck / "lineage.json").read_text())["stages"]
     assert len(stages) == 1 and stages[0]["run"] == "deep-run" and stages[0]["init_weights"] is None
@@ -254,6 +255,22 @@ def test_an_explainable_model_started_from_its_twin_says_so_in_both_cards(cards,
         text = (path / "MODEL_CARD.md").read_text()
         assert "**One start:** `m` began from `m-stdconv`'s weights" in text
         assert "init_standard_as_uniform" in text
+
+
+def test_iterations_trained_on_a_gpu_are_in_the_card_and_the_lineage(cards, tmp_path):
+    ck = make_checkpoint(tmp_path, "deep", "deep-run", iteration=30)
+    fake_eval(ck, 2, 1.0)
+    make_run(tmp_path, "deep-run")
+    make_config(tmp_path, "deep-run")
+    args = ["--runs", str(tmp_path / "runs"), "--config", f"deep-run={tmp_path / 'configs/deep-run.yaml'}"]
+    for bad, msg in (("deep-run=20", "expected NAME=FROM-TO"), ("deep-run=20-10", "FROM < TO"),
+                     ("deep-run=30-40", "before the GPU span")):
+        with pytest.raises(SystemExit, match=msg):
+            cards.main(args + ["--gpu", bad, str(ck)])
+    cards.main(args + ["--gpu", "deep-run=10-60", str(ck)])  # the run went on past the weights
+    text = (ck / "MODEL_CARD.md").read_text()
+    assert "iterations 10–30 of this run on one NVIDIA H200 GPU" in text and "no GPU" not in text
+    assert json.loads((ck / "lineage.json").read_text())["stages"][-1]["gpu_iters"] == [10, 30]
 
 
 def test_run_folder_override_and_missing_run(cards, tmp_path):
