@@ -14,8 +14,8 @@
 # already holds a training state (carried in under RUNS_DIR) is continued with --resume.
 #
 # --fit: the GPU's speed is not known ahead, so a cosine schedule written for the CPU would be
-# cut off half-way. First all runs train together for PROBE_SECONDS (default 45) in a scratch
-# folder; then scripts/device_fit.py sets, in every run's copy, `train.total_iter` to what the
+# cut off half-way. First all runs train together in a scratch folder until each has logged
+# PROBE_ROWS (8) rows of 5 iterations, or for PROBE_SECONDS (90) at most; then scripts/device_fit.py sets, in every run's copy, `train.total_iter` to what the
 # slowest run fits in the rest of the budget (a multiple of FIT_STEP, default 250, the same for
 # all runs so twins stay at one iteration), with validation, state and kept weights at each
 # quarter. If the probe says nothing usable, the configs train as written.
@@ -40,7 +40,7 @@ budget=$1; shift
 start=$SECONDS
 out=${OUT:?set OUT to the folder that comes back}
 runs=${RUNS_DIR:-/tmp/device-runs}
-probe=${PROBE_SECONDS:-45}
+probe=${PROBE_SECONDS:-90} probe_rows=${PROBE_ROWS:-8} pids=()
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
@@ -82,10 +82,23 @@ raw.setdefault("val", {})["every"] = 10**6
 raw.setdefault("checkpoint", {})["every"] = 10**6
 yaml.safe_dump(raw, open(sys.argv[2], "w"))
 EOF
-    timeout -s KILL "$probe" "$py" -m interir.cli train --config "$runs/probe/$name.yaml" \
+    "$py" -m interir.cli train --config "$runs/probe/$name.yaml" \
       --run-dir "$runs/probe/$name" > "$runs/probe/$name.log" 2>&1 &
+    pids+=($!)
   done
-  wait 2>/dev/null   # (the probes end by SIGKILL; no "Killed" lines)
+  # until every probe has logged PROBE_ROWS rows (start-up takes what it takes), at most PROBE_SECONDS
+  t0=$SECONDS
+  while [ $((SECONDS - t0)) -lt "$probe" ]; do
+    sleep 2
+    ready=1
+    for name in "${names[@]}"; do
+      rows=$(grep -c '^train,' "$runs/probe/$name/log.csv" 2>/dev/null); rows=${rows:-0}
+      [ "$rows" -ge "$probe_rows" ] || ready=0
+    done
+    [ $ready = 1 ] && break
+  done
+  kill -KILL "${pids[@]}" 2>/dev/null
+  wait 2>/dev/null   # (no "Killed" lines)
   left=$((budget - (SECONDS - start)))
   # FIT_RESERVE (60 s): the restart (imports, data, autotuning), validations, packing
   "$py" scripts/device_fit.py "$runs" "$left" "${FIT_STEP:-250}" "${FIT_RESERVE:-60}" "${names[@]}" \

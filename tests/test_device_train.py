@@ -102,8 +102,8 @@ def test_device_train_fit_sets_one_schedule_and_a_cut_off_run_comes_back_resumab
     cfgs = [_config(tmp_path, "dev-e", total=10**6), _config(tmp_path, "dev-f", total=10**6)]
     # a reserve of -10,000 s makes the fitted schedule far longer than the budget: the runs are
     # cut off by SIGTERM, as on the GPU when the probe was too hopeful
-    res = _run(["--fit", "55", *map(str, cfgs)], out, runs,
-               PROBE_SECONDS="20", FIT_STEP="5", FIT_RESERVE="-10000")
+    res = _run(["--fit", "50", *map(str, cfgs)], out, runs,
+               PROBE_SECONDS="30", FIT_STEP="5", FIT_RESERVE="-10000")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "probe dev-e:" in res.stdout and "fit: total_iter" in res.stdout
     assert "Killed" not in res.stderr
