@@ -65,10 +65,14 @@ def rewrite(config: Path, total: int, quarter: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 5:
-        print(__doc__.split("\n\n")[2], file=sys.stderr)
+    usage = __doc__.split("\n\n")[2]
+    try:
+        runs, left, step, reserve, names = Path(argv[0]), float(argv[1]), int(argv[2]), float(argv[3]), argv[4:]
+    except (IndexError, ValueError):
+        names = []
+    if not names or step < 1:
+        print(f"usage:\n{usage}", file=sys.stderr)
         return 2
-    runs, left, step, reserve, names = Path(argv[0]), float(argv[1]), int(argv[2]), float(argv[3]), argv[4:]
     try:
         rates = [probe_rate(runs / "probe" / name / "log.csv") for name in names]
         total, quarter = fit_schedule(rates, left, step, reserve)

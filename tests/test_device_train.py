@@ -153,6 +153,9 @@ def test_device_fit_refuses_a_probe_that_says_nothing(tmp_path, capsys):
     with pytest.raises(device_fit.FitError, match="fewer than 250"):
         device_fit.fit_schedule([0.5], 100.0, 250, 60.0)
     assert yaml.safe_load((tmp_path / "a.yaml").read_text())["train"]["total_iter"] == 8000
+    for args in ([], [str(tmp_path), "soon", "250", "60", "a"], [str(tmp_path), "460", "0", "60", "a"]):
+        assert device_fit.main(args) == 2
+        assert "usage:" in capsys.readouterr().err
 
 
 def test_device_train_refuses_bad_arguments_before_training(tmp_path):
