@@ -10,15 +10,16 @@
 #
 # Each config runs as written except `device` (DEVICE, default cuda), its run folder
 # (RUNS_DIR/<name>, RUNS_DIR default /tmp/device-runs) and, with two configs,
-# `checkpoint.keep_every` (dropped: no room for two runs' kept weights; --fit sets its own). A run folder that
-# already holds a training state (carried in under RUNS_DIR) is continued with --resume.
+# `checkpoint.keep_every` (dropped: no room for two runs' kept weights; --fit sets its own).
+# A run folder that already holds a training state (carried in under RUNS_DIR) is continued
+# with --resume.
 #
 # --fit: the GPU's speed is not known ahead, so a cosine schedule written for the CPU would be
 # cut off half-way. First all runs train together in a scratch folder until each has logged
-# PROBE_ROWS (8) rows of 5 iterations, or for PROBE_SECONDS (90) at most; then scripts/device_fit.py sets, in every run's copy, `train.total_iter` to what the
-# slowest run fits in the rest of the budget (a multiple of FIT_STEP, default 250, the same for
-# all runs so twins stay at one iteration), with validation, state and kept weights at each
-# quarter. If the probe says nothing usable, the configs train as written.
+# PROBE_ROWS (8) rows of 5 iterations, or for PROBE_SECONDS (90) at most; then
+# scripts/device_fit.py sets, in every run's copy, `train.total_iter` to what the slowest run
+# fits in the rest of the budget (a multiple of FIT_STEP, default 250, the same for all runs so
+# twins stay at one iteration), with validation, state and kept weights at each quarter. If the probe says nothing usable, the configs train as written.
 #
 # At BUDGET seconds a run still going gets SIGTERM: `interir train` saves its state at the
 # current iteration and stops (docs/design.md). Back come, per run, its console log (train.log)
