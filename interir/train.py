@@ -820,6 +820,14 @@ class Trainer:
         return bool(lc.get("monotone") or lc.get("descent"))
 
     # ----------------------------------------------------------------------- one iteration
+    def start_prefetch(self, it: int) -> None:
+        """Sample iteration ``it``'s clean batch on a thread, one ahead of the step (GPU runs;
+        it is seeded per iteration, so results do not depend on it)."""
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self._prefetched = (self.pool.submit(_sample_clean, self.dataset, self.batch, self.seed,
+                                             it, self.rt.rank, self.rt.device.type == "cuda")
+                            if it <= self.end else None)
+
     def _next_clean(self, it: int) -> torch.Tensor | None:
         """The prefetched clean batch of ``it`` (GPU runs), queueing the next one; else None."""
         if self.pool is None:
@@ -912,12 +920,8 @@ class Trainer:
         if cfg["checkpoint"].get("keep_every"):
             every["keep"] = cfg["checkpoint"]["keep_every"]
         on_cuda = self.rt.device.type == "cuda"
-        if on_cuda:  # one-ahead prefetch of the clean batch on a thread (it is seeded per
-            # iteration, so results do not depend on it)
-            self.pool = ThreadPoolExecutor(max_workers=1)
-            self._prefetched = (self.pool.submit(_sample_clean, self.dataset, self.batch,
-                                                 self.seed, self.start_iter + 1, self.rt.rank, True)
-                                if self.start_iter < self.end else None)
+        if on_cuda:
+            self.start_prefetch(self.start_iter + 1)
         self.t0 = time.time()
         with _StopOnSignal(active=self.rt.world == 1) as stop:
             try:

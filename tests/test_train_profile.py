@@ -1,0 +1,62 @@
+"""benchmarks/train_profile.py: where a real config's training step spends its time."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+import yaml
+
+from helpers import minimal_raw_config
+from benchmarks import train_profile
+from interir.train import step_seed
+
+
+def _config(tmp_path: Path, data: Path) -> Path:
+    raw = minimal_raw_config(n_blocks=1)
+    raw["datasets"]["train"]["root"] = str(data)
+    raw["datasets"]["val"] = {"root": str(tmp_path / "no-val")}  # the profile turns it off
+    raw["train"]["loss"] = {"l1": 1.0, "fft": 0.1, "deep_supervision": "linear"}
+    raw["train"]["grad_clip"] = 1.0
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_profile_reports_each_phase_of_the_real_step(tmp_path, small_train_data, capsys,
+                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = _config(tmp_path, small_train_data / "clean")
+    assert train_profile.main(["--config", str(cfg), "--warmup", "1", "--steps", "2",
+                               "--profile-steps", "1", "--top", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "batch 2 x 32^2, n = 1, C = 48" in out
+    host = {m[1]: float(m[2]) for m in re.finditer(r"^  (\w+) +([\d.-]+) ms", out, re.M)}
+    assert set(host) == {*train_profile.PHASES, "other"}
+    for phase in ("data", "forward", "loss", "backward", "clip", "optimizer"):
+        assert host[phase] > 0, phase          # every phase was found inside the step
+    assert host["backward"] > host["loss"]
+    assert int(re.search(r"aten calls per step: (\d+)", out)[1]) > 100
+    top = re.findall(r"^ +[\d.]+ ms +\d+ calls  (\S+)$", out, re.M)
+    assert 0 < len(top) <= 5 and not set(top) & set(train_profile.PHASES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]  # a temporary run folder
+
+
+def test_profile_says_what_is_wrong(tmp_path, capsys):
+    assert train_profile.main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_prefetched_batch_is_the_one_the_step_would_draw(tmp_path, small_train_data):
+    """The GPU's one-ahead prefetch (Trainer.start_prefetch) hands the step the same clean batch
+    it would have drawn itself."""
+    trainer = train_profile.build_trainer(str(_config(tmp_path, small_train_data / "clean")),
+                                          "cpu", None, False, tmp_path / "run")
+    try:
+        trainer.start_prefetch(3)
+        prefetched = trainer._next_clean(3)
+        seed = step_seed(trainer.seed, 3, trainer.rt.rank)
+        drawn = trainer.dataset.sample_batch(trainer.batch, torch.Generator().manual_seed(seed))
+        assert torch.equal(prefetched, drawn)
+    finally:
+        trainer.close()
