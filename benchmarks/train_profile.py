@@ -117,6 +117,8 @@ def summarise(events, steps: int, wall: float, profiled: float, on_cuda: bool) -
 def top_ops(events, steps: int, n: int, device: bool) -> list[tuple[str, float, int]]:
     """The ``n`` ops with the most self time (host, or ``device``), per step."""
     own = [e for e in events if e.key not in PHASES and not e.key.startswith("Optimizer.step#")]
+    if device:  # the kernels themselves (an op also carries its kernels' time)
+        own = [e for e in own if e.device_type == torch.autograd.DeviceType.CUDA]
     key = (lambda e: e.self_device_time_total) if device else (lambda e: e.self_cpu_time_total)
     return [(e.key, key(e) / 1e6 / steps, e.count)
             for e in sorted(own, key=key, reverse=True)[:n] if key(e) > 0]

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import torch
 import yaml
 
@@ -60,3 +62,30 @@ def test_prefetched_batch_is_the_one_the_step_would_draw(tmp_path, small_train_d
         assert torch.equal(prefetched, drawn)
     finally:
         trainer.close()
+
+
+def _event(key, count=1, cpu=0.0, self_cpu=0.0, self_dev=0.0, cuda=False):
+    kind = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
+    return SimpleNamespace(key=key, count=count, cpu_time_total=cpu, self_cpu_time_total=self_cpu,
+                           self_device_time_total=self_dev, device_type=kind)
+
+
+def test_cuda_summary_counts_kernels_waits_and_busy_time():
+    """The CUDA-only part of the summary, on events shaped like the profiler's (2 steps, µs)."""
+    events = [_event("forward", 2, cpu=300e3), _event("backward", 2, cpu=500e3),
+              _event("Optimizer.step#Adam.step", 2, cpu=40e3),
+              _event("aten::mm", 400, self_cpu=100e3, self_dev=90e3),   # the op: not a kernel
+              _event("aten::_local_scalar_dense", 6),
+              _event("cudaStreamSynchronize", 4, self_cpu=5e3),
+              _event("gemm_kernel", 400, self_dev=90e3, cuda=True),
+              _event("elementwise_kernel", 1000, self_dev=30e3, cuda=True)]
+    s = train_profile.summarise(events, 2, wall=0.5, profiled=0.6, on_cuda=True)
+    assert s["kernels"] == 700 and s["syncs"] == 2 and s["scalar_reads"] == 3
+    assert s["device_busy"] == pytest.approx(0.06)            # 120 ms of kernels over 2 steps
+    assert s["host"]["forward"] == pytest.approx(0.15)
+    assert s["host"]["optimizer"] == pytest.approx(0.02)
+    gpu = train_profile.top_ops(events, 2, 5, device=True)
+    assert [name for name, _, _ in gpu] == ["gemm_kernel", "elementwise_kernel"]
+    text = train_profile.report(s, {"GPU": gpu}, 2)
+    assert ("CUDA kernels per step: 700; host waits for the GPU 2 times a step; "
+            "GPU busy 60 ms of 600 ms (10 %)") in text
