@@ -824,8 +824,9 @@ class Trainer:
         """Sample iteration ``it``'s clean batch on a thread, one ahead of the step (GPU runs;
         it is seeded per iteration, so results do not depend on it)."""
         self.pool = ThreadPoolExecutor(max_workers=1)
+        self._pin = self.rt.device.type == "cuda"  # pinned host memory needs CUDA
         self._prefetched = (self.pool.submit(_sample_clean, self.dataset, self.batch, self.seed,
-                                             it, self.rt.rank, self.rt.device.type == "cuda")
+                                             it, self.rt.rank, self._pin)
                             if it <= self.end else None)
 
     def _next_clean(self, it: int) -> torch.Tensor | None:
@@ -834,7 +835,7 @@ class Trainer:
             return None
         clean = self._prefetched.result()
         self._prefetched = (self.pool.submit(_sample_clean, self.dataset, self.batch, self.seed,
-                                             it + 1, self.rt.rank, True)
+                                             it + 1, self.rt.rank, self._pin)
                             if it < self.end else None)
         return clean
 

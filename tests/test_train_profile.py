@@ -56,10 +56,11 @@ def test_prefetched_batch_is_the_one_the_step_would_draw(tmp_path, small_train_d
                                           "cpu", None, False, tmp_path / "run")
     try:
         trainer.start_prefetch(3)
-        prefetched = trainer._next_clean(3)
-        seed = step_seed(trainer.seed, 3, trainer.rt.rank)
-        drawn = trainer.dataset.sample_batch(trainer.batch, torch.Generator().manual_seed(seed))
-        assert torch.equal(prefetched, drawn)
+        for it in (3, 4):   # the first, then the one queued after it
+            prefetched = trainer._next_clean(it)
+            seed = step_seed(trainer.seed, it, trainer.rt.rank)
+            drawn = trainer.dataset.sample_batch(trainer.batch, torch.Generator().manual_seed(seed))
+            assert torch.equal(prefetched, drawn)
     finally:
         trainer.close()
 
