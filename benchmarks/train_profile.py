@@ -164,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if min(args.warmup, args.steps - 1, args.profile_steps - 1, args.top) < 0:
         ap.error("--steps and --profile-steps must be at least 1, --warmup and --top at least 0")
-    on_cuda = torch.device(args.device).type == "cuda"
+    try:
+        on_cuda = torch.device(args.device).type == "cuda"
+    except RuntimeError:
+        ap.error(f"--device: not a device: {args.device!r} (cpu or cuda)")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             trainer = build_trainer(args.config, args.device, args.data, args.init,

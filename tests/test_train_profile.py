@@ -47,6 +47,9 @@ def test_profile_reports_each_phase_of_the_real_step(tmp_path, small_train_data,
 def test_profile_says_what_is_wrong(tmp_path, capsys):
     assert train_profile.main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "error:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        train_profile.main(["--config", str(tmp_path / "missing.yaml"), "--device", "gpu0"])
+    assert exc.value.code == 2 and "--device: not a device: 'gpu0'" in capsys.readouterr().err
 
 
 def test_prefetched_batch_is_the_one_the_step_would_draw(tmp_path, small_train_data):
