@@ -192,6 +192,9 @@ SCHEMA: dict[str, Any] = {
         "scheduler": {
             "type": F("str", "CosineAnnealingLR", choices=("CosineAnnealingLR", "constant")),
             "eta_min": F("float", 0.0, min_value=0.0),
+            # optional: a linear warm-up over the first iterations, then the cosine over the
+            # rest (for a warm restart, whose fresh Adam state moves every weight by ~lr at first)
+            "warmup_iter": F("int", _ABSENT, min_value=0),
         },
         "total_iter": F("int", positive=True),
         "loss": {
@@ -317,6 +320,12 @@ def validate_config(raw: Any) -> dict:
         if loss.get(key) and "deep_supervision" not in loss:
             raise InterIRError(f"train.loss.{key}: needs train.loss.deep_supervision (the early "
                                "exits it compares); use deep_supervision: last for the paper's loss")
+    sched, total = cfg["train"]["scheduler"], cfg["train"]["total_iter"]
+    if sched.get("warmup_iter") and sched["type"] != "CosineAnnealingLR":
+        raise InterIRError("train.scheduler.warmup_iter: only with type CosineAnnealingLR")
+    if sched.get("warmup_iter", 0) >= total:
+        raise InterIRError(f"train.scheduler.warmup_iter: must be below train.total_iter ({total}), "
+                           f"got {sched['warmup_iter']}")
     return cfg
 
 

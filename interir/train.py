@@ -81,7 +81,7 @@ from .weights import load_pretrained, save_pretrained
 
 __all__ = ["train", "Trainer", "TrainLogger", "Runtime", "validate", "step_seed",
            "save_training_state", "load_training_state", "branch_training_state",
-           "read_exclude_list", "build_optimizer", "build_scheduler", "make_batch"]
+           "read_exclude_list", "build_optimizer", "build_scheduler", "warmup_cosine", "make_batch"]
 
 STATE_JSON = "state.json"
 STATE_FORMAT = "interir-train-state-v1"
@@ -133,13 +133,32 @@ def build_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
     return cls(params, lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
 
 
+def warmup_cosine(lr: float, eta_min: float, warmup: int, total: int) -> Callable[[int], float]:
+    """The lr factor at step ``it``: linear from lr/warmup to lr over ``warmup`` steps, then a
+    cosine from lr to ``eta_min`` over the remaining ``total - warmup`` (closed form, so a resumed
+    run computes the same factor from its step count alone)."""
+    floor = eta_min / lr
+
+    def factor(it: int) -> float:
+        if it < warmup:
+            return (it + 1) / warmup
+        t = min(it - warmup, total - warmup) / max(total - warmup, 1)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return factor
+
+
 def build_scheduler(opt: torch.optim.Optimizer, cfg: dict):
-    """CosineAnnealingLR over ``total_iter`` (stepped once per iteration) or a constant lr."""
+    """CosineAnnealingLR over ``total_iter`` (stepped once per iteration), after a linear warm-up
+    of ``scheduler.warmup_iter`` steps when the config sets one, or a constant lr."""
     s = cfg["train"]["scheduler"]
     if s["type"] == "constant":
         return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
-    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["train"]["total_iter"],
-                                                      eta_min=s["eta_min"])
+    total, warmup = cfg["train"]["total_iter"], int(s.get("warmup_iter") or 0)
+    if warmup:  # validate_config keeps it below total_iter
+        lr = cfg["train"]["optimizer"]["lr"]
+        return torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(lr, s["eta_min"], warmup, total))
+    # without a warm-up: the plain cosine, so the states of earlier runs resume as they were
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=s["eta_min"])
 
 
 def make_batch(dataset, batch: int, combos, seed: int, iteration: int, rank: int,

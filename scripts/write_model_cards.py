@@ -144,7 +144,9 @@ def recipe(cfg_path: str) -> str:
     c = yaml.safe_load(open(cfg_path))
     t, d = c["train"], c["datasets"]["train"]
     o = t["optimizer"]
-    parts = [f"{o['type']} β {tuple(o.get('betas', (0.9, 0.999)))}, lr {o['lr']:g} cosine to "
+    warmup = t["scheduler"].get("warmup_iter")
+    parts = [f"{o['type']} β {tuple(o.get('betas', (0.9, 0.999)))}, lr {o['lr']:g}"
+             + (f" after a linear warm-up over {warmup} iterations," if warmup else "") + " cosine to "
              f"{t['scheduler'].get('eta_min', 0):g}", f"batch {d['batch_size']} × {d['patch_size']}²" + (
                  f" (windows of degraded {d['degrade_size']}² crops)" if d.get("degrade_size") else ""),
              "L1 + 0.1·FFT (Eq. 2)" + (f", deep supervision {ds_text(cfg_path)}"

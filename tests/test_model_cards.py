@@ -363,6 +363,18 @@ def test_recipe_names_the_degradation_crop_when_pairs_are_windows_of_it(cards, t
     assert "batch 8 × 96² (windows of degraded 256² crops)" in cards.recipe(str(path))
 
 
+def test_recipe_names_a_warmup(cards, tmp_path):
+    cfg = {"seed": 1, "datasets": {"train": {"batch_size": 4, "patch_size": 192}},
+           "train": {"optimizer": {"type": "Adam", "lr": 1e-4}, "scheduler": {"eta_min": 1e-7},
+                     "loss": {"l1": 1.0}, "grad_clip": 1.0}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert "lr 0.0001 cosine to 1e-07" in cards.recipe(str(path))
+    cfg["train"]["scheduler"]["warmup_iter"] = 500
+    path.write_text(yaml.safe_dump(cfg))
+    assert "lr 0.0001 after a linear warm-up over 500 iterations, cosine to 1e-07" in cards.recipe(str(path))
+
+
 def test_twins_not_in_step_say_so_in_both_cards(cards, tmp_path):
     ck = make_checkpoint(tmp_path, "m", "m-run")
     twin = make_checkpoint(tmp_path, "m-stdconv", "m-stdconv-run", conv_type="standard", iteration=20)

@@ -308,12 +308,15 @@ def test_crash_during_state_save_keeps_previous_state(tmp_path, data_dir, monkey
     assert all(torch.equal(tensors[k], tensors2[k]) for k in tensors)
 
 
-def test_training_state_round_trip_is_exact(tmp_path):
+@pytest.mark.parametrize("warmup", [None, 4])
+def test_training_state_round_trip_is_exact(tmp_path, warmup):
     torch.manual_seed(0)
     m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 3, 1))
     cfg = {"train": {"optimizer": {"type": "Adam", "lr": 1e-2, "betas": [0.9, 0.99],
                                    "weight_decay": 0.0},
                      "scheduler": {"type": "CosineAnnealingLR", "eta_min": 0.0}, "total_iter": 10}}
+    if warmup:  # the resume lands inside the warm-up (3 of 4 steps) and leaves it
+        cfg["train"]["scheduler"]["warmup_iter"] = warmup
     opt, sched = T.build_optimizer(m.parameters(), cfg), None
     sched = T.build_scheduler(opt, cfg)
 
@@ -565,3 +568,50 @@ def test_warm_start_copies_matching_tensors_and_keeps_the_rest_fresh(tmp_path, d
     assert cli_main(["train", "--config", str(_write_cfg(tmp_path / "c.yaml", raw))]) == 2
     err = capsys.readouterr().err
     assert "init_weights" in err and "other shapes" in err and "\n" not in err.strip()
+
+
+def _sched_cfg(total: int, warmup: int | None, lr: float = 1e-3, eta_min: float = 1e-6) -> dict:
+    sched = {"type": "CosineAnnealingLR", "eta_min": eta_min}
+    if warmup is not None:
+        sched["warmup_iter"] = warmup
+    return {"train": {"optimizer": {"type": "Adam", "lr": lr, "betas": [0.9, 0.999], "weight_decay": 0.0},
+                      "scheduler": sched, "total_iter": total}}
+
+
+def _lrs(cfg: dict, steps: int) -> list[float]:
+    opt = T.build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg)
+    sched = T.build_scheduler(opt, cfg)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_warmup_ramps_then_follows_the_cosine_over_the_rest():
+    lrs = _lrs(_sched_cfg(total=20, warmup=5), 20)
+    assert lrs[:5] == pytest.approx([2e-4, 4e-4, 6e-4, 8e-4, 1e-3])  # linear to the full lr
+    # after it, the cosine of a 15-step run from the same lr, shifted by the warm-up
+    plain = _lrs(_sched_cfg(total=15, warmup=None), 15)
+    assert lrs[5:] == pytest.approx(plain, rel=1e-9)
+    assert max(lrs) == pytest.approx(1e-3) and lrs[-1] < 2e-5
+
+
+def test_no_warmup_is_the_plain_cosine_schedule():
+    cfg = _sched_cfg(total=10, warmup=None)
+    opt = T.build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg)
+    assert isinstance(T.build_scheduler(opt, cfg), torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert _lrs(_sched_cfg(total=10, warmup=0), 10) == pytest.approx(_lrs(cfg, 10))
+
+
+@pytest.mark.parametrize("sched, message", [
+    ({"warmup_iter": 100}, "must be below train.total_iter"),
+    ({"warmup_iter": 10, "type": "constant"}, "only with type CosineAnnealingLR"),
+    ({"warmup_iter": -1}, "must be >= 0"),
+])
+def test_bad_warmup_is_a_clear_config_error(tmp_path, sched, message):
+    raw = _raw_cfg(tmp_path, tmp_path / "run", total_iter=100)
+    raw["train"]["scheduler"].update(sched)
+    with pytest.raises(InterIRError, match=message):
+        validate_config(raw)
