@@ -351,28 +351,27 @@ def test_stage_only_records_an_intermediate_stage_before_the_fine_tune(cards, tm
     assert (ck / "training_log_stage2.csv").read_text() == stage1_log
 
 
-def test_recipe_names_the_degradation_crop_when_pairs_are_windows_of_it(cards, tmp_path):
-    cfg = {"seed": 1, "datasets": {"train": {"batch_size": 8, "patch_size": 96}},
-           "train": {"optimizer": {"type": "Adam", "lr": 1e-4}, "scheduler": {"eta_min": 1e-7},
+def _recipe_of(cards, tmp_path, train: dict | None = None, scheduler: dict | None = None) -> str:
+    """The card's recipe line for a small config (batch 8 × 96², Adam 1e-4 cosine to 1e-7)."""
+    cfg = {"seed": 1, "datasets": {"train": {"batch_size": 8, "patch_size": 96, **(train or {})}},
+           "train": {"optimizer": {"type": "Adam", "lr": 1e-4},
+                     "scheduler": {"eta_min": 1e-7, **(scheduler or {})},
                      "loss": {"l1": 1.0}, "grad_clip": 1.0}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    assert "batch 8 × 96²," in cards.recipe(str(path))
-    cfg["datasets"]["train"]["degrade_size"] = 256
-    path.write_text(yaml.safe_dump(cfg))
-    assert "batch 8 × 96² (windows of degraded 256² crops)" in cards.recipe(str(path))
+    return cards.recipe(str(path))
+
+
+def test_recipe_names_the_degradation_crop_when_pairs_are_windows_of_it(cards, tmp_path):
+    assert "batch 8 × 96²," in _recipe_of(cards, tmp_path)
+    assert "batch 8 × 96² (windows of degraded 256² crops)" in _recipe_of(
+        cards, tmp_path, train={"degrade_size": 256})
 
 
 def test_recipe_names_a_warmup(cards, tmp_path):
-    cfg = {"seed": 1, "datasets": {"train": {"batch_size": 4, "patch_size": 192}},
-           "train": {"optimizer": {"type": "Adam", "lr": 1e-4}, "scheduler": {"eta_min": 1e-7},
-                     "loss": {"l1": 1.0}, "grad_clip": 1.0}}
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    assert "lr 0.0001 cosine to 1e-07" in cards.recipe(str(path))
-    cfg["train"]["scheduler"]["warmup_iter"] = 500
-    path.write_text(yaml.safe_dump(cfg))
-    assert "lr 0.0001 after a linear warm-up over 500 iterations, cosine to 1e-07" in cards.recipe(str(path))
+    assert "lr 0.0001 cosine to 1e-07" in _recipe_of(cards, tmp_path)
+    assert ("lr 0.0001 after a linear warm-up over 500 iterations, cosine to 1e-07"
+            in _recipe_of(cards, tmp_path, scheduler={"warmup_iter": 500}))
 
 
 def test_twins_not_in_step_say_so_in_both_cards(cards, tmp_path):
