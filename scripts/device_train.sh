@@ -86,6 +86,7 @@ EOF
     "$py" -m interir.cli train --config "$runs/probe/$name.yaml" \
       --run-dir "$runs/probe/$name" > "$runs/probe/$name.log" 2>&1 &
     pids+=($!)
+    disown $!   # out of the job table: bash prints no "Killed" line when the probe is cut off
   done
   # until every probe has logged PROBE_ROWS rows (start-up takes what it takes), at most PROBE_SECONDS
   t0=$SECONDS
@@ -99,7 +100,8 @@ EOF
     [ $ready = 1 ] && break
   done
   kill -KILL "${pids[@]}" 2>/dev/null
-  wait 2>/dev/null   # (no "Killed" lines)
+  # a disowned child cannot be waited for: poll until each is gone (bash reaps it)
+  for pid in "${pids[@]}"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; done
   left=$((budget - (SECONDS - start)))
   # FIT_RESERVE (60 s): the restart (imports, data, autotuning), validations, packing
   "$py" scripts/device_fit.py "$runs" "$left" "${FIT_STEP:-250}" "${FIT_RESERVE:-60}" "${names[@]}" \
