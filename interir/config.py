@@ -220,6 +220,9 @@ SCHEMA: dict[str, Any] = {
         "init_standard_as_uniform": F("bool", False),
         "amp": F("str", "none", choices=("none", "bf16")),
         "compile": F("bool", False),
+        # optional: an exponential moving average of the weights with this decay per iteration
+        # (our option, not the paper's): validated beside the weights, kept as ema/ and ema-<iter>/
+        "ema_decay": F("float", _ABSENT, min_value=0.0),
     },
     "val": {
         "every": F("int", 1000, positive=True),
@@ -326,6 +329,9 @@ def validate_config(raw: Any) -> dict:
     if sched.get("warmup_iter", 0) >= total:
         raise InterIRError(f"train.scheduler.warmup_iter: must be below train.total_iter ({total}), "
                            f"got {sched['warmup_iter']}")
+    decay = cfg["train"].get("ema_decay")
+    if decay is not None and not 0.0 < decay < 1.0:
+        raise InterIRError(f"train.ema_decay: must be between 0 and 1 (e.g. 0.999), got {decay}")
     return cfg
 
 

@@ -14,6 +14,10 @@ Outputs in ``checkpoint.dir`` (rank 0 only):
   scheduler, RNG, iteration). The tensors file is written under a new name first and
   ``state.json`` (which names it) is then atomically replaced, so a kill at any moment leaves a
   consistent, readable pair. Both are written and read only by us (no pickle);
+* with ``train.ema_decay``: ``ema/`` (the moving average of the weights, written with
+  ``last/``) and, with ``checkpoint.keep_every``, ``ema-<iter>/`` beside ``weights-<iter>/``;
+  the average is part of the training state and is validated beside the weights
+  (``kind=val_ema`` rows);
 * ``log.csv`` (``kind=train`` rows: iter, loss, l1, fft, lr, time; ``kind=val`` rows: iter,
   combo, psnr, ssim, and the fractions of pairs whose early exits are monotone / whose data
   residual descends (monotone, descent); ``kind=val_stage`` rows: iter, combo, stage k = 0..n, psnr of the early-exit
@@ -40,6 +44,7 @@ Multi-GPU: launch with ``torchrun --nproc_per_node N -m interir.cli train --conf
 """
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -79,7 +84,7 @@ from .model.reparam import (conv_type_factors, convert_adam_moments, convert_con
                             standard_as_uniform)
 from .weights import load_pretrained, save_pretrained
 
-__all__ = ["train", "Trainer", "TrainLogger", "Runtime", "validate", "step_seed",
+__all__ = ["train", "Trainer", "TrainLogger", "Runtime", "WeightEMA", "validate", "step_seed",
            "save_training_state", "load_training_state", "branch_training_state",
            "read_exclude_list", "build_optimizer", "build_scheduler", "warmup_cosine", "make_batch"]
 
@@ -226,11 +231,14 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 def save_training_state(directory: str | os.PathLike, model: torch.nn.Module,
                         optimizer: torch.optim.Optimizer, scheduler, iteration: int,
-                        extra: dict | None = None) -> Path:
-    """Write ``state-<iter>.safetensors`` then atomically point ``state.json`` at it."""
+                        extra: dict | None = None, ema: torch.nn.Module | None = None) -> Path:
+    """Write ``state-<iter>.safetensors`` then atomically point ``state.json`` at it. ``ema``:
+    the moving average of the weights (``ema.<name>`` tensors), if the run keeps one."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     opt_t, opt_meta = _flatten_optimizer(optimizer.state_dict())
     tensors.update(opt_t)
     tensors["rng.cpu"] = torch.get_rng_state()
@@ -320,6 +328,8 @@ def branch_training_state(src: str | os.PathLike, dest: str | os.PathLike, conv_
     out = dict(tensors)
     for pname, factor in factors.items():
         out[f"model.{pname}"] = tensors[f"model.{pname}"] * factor
+        if f"ema.{pname}" in tensors:   # the moving average is a model of the same kind
+            out[f"ema.{pname}"] = tensors[f"ema.{pname}"] * factor
         idx = order.index(pname)
         moments = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{idx}.")}
         out.update({f"opt.{idx}.{k}": v for k, v in convert_adam_moments(moments, factor).items()})
@@ -426,9 +436,19 @@ class TrainLogger:
                 self.tb.add_scalar(f"train/{k}", v, it)
             self.tb.add_scalar("train/lr", lr, it)
 
-    def val(self, it: int, val: dict[str, dict], elapsed: float) -> None:
+    def val(self, it: int, val: dict[str, dict], elapsed: float, kind: str = "val") -> None:
         """``kind=val`` rows (psnr, ssim per combo and ``average``), then ``kind=val_stage`` rows
-        (the early-exit PSNR of every iteration k, per combo and ``average``)."""
+        (the early-exit PSNR of every iteration k, per combo and ``average``). ``kind="val_ema"``:
+        the moving average of the weights, one ``val_ema`` row per combo (TensorBoard
+        ``val_ema_psnr/``), no stage rows."""
+        if kind != "val":
+            for combo, r in val.items():
+                if self.csv:
+                    self.csv.row(kind=kind, iter=it, combo=combo, psnr=_fmt(r["psnr"]),
+                                 ssim=_fmt(r["ssim"]), time=f"{elapsed:.3f}")
+                if self.tb:
+                    self.tb.add_scalar(f"{kind}_psnr/{combo}", r["psnr"], it)
+            return
         for combo, r in val.items():
             if self.csv:
                 self.csv.row(kind="val", iter=it, combo=combo, psnr=_fmt(r["psnr"]),
@@ -652,6 +672,30 @@ class _StopOnSignal:
 
 
 # --------------------------------------------------------------------------- the trainer
+class WeightEMA:
+    """An exponential moving average of a model's weights (``train.ema_decay``; our option, not
+    the paper's). After every optimiser step each floating tensor of the average moves towards
+    the model's by ``1 - decay`` (a span of about ``1 / (1 - decay)`` iterations); other tensors
+    are copied. ``module`` is a frozen copy of the model holding the average: it is validated,
+    saved and loaded like the model itself."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise InterIRError(f"train.ema_decay: must be between 0 and 1, got {decay}")
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """One step of the average towards ``model``'s current weights."""
+        src, dst = model.state_dict(), self.module.state_dict()
+        floats = [k for k, v in dst.items() if v.is_floating_point()]
+        torch._foreach_lerp_([dst[k] for k in floats], [src[k] for k in floats], 1.0 - self.decay)
+        for k, v in dst.items():
+            if not v.is_floating_point():
+                v.copy_(src[k])
+
+
 class Trainer:
     """One training run: ``Trainer(cfg, resume=...).run()``. The steps, in order: set-up
     (runtime, data, model, optimiser, :meth:`resume`, wrappers, loss, logger), then per
@@ -688,10 +732,14 @@ class Trainer:
         self._build_data()
         self._build_model()
         self.start_iter, self.best_psnr, self.best_iter, self.elapsed0 = 0, -math.inf, 0, 0.0
+        self.ema: WeightEMA | None = None
+        ema_tensors: dict[str, torch.Tensor] = {}
         if resume:
-            self.resume()
+            ema_tensors = self.resume()
         elif self.tcfg["init_weights"]:
             self.warm_start(self.tcfg["init_weights"])
+        if self.tcfg.get("ema_decay"):
+            self._start_ema(ema_tensors)
         self.last_ckpt = self.start_iter
         self.net = self._wrap_model()
         self.loss_fn = self._build_loss()
@@ -737,8 +785,9 @@ class Trainer:
         self.optimizer = build_optimizer(self.model.parameters(), self.cfg)
         self.scheduler = build_scheduler(self.optimizer, self.cfg)
 
-    def resume(self) -> None:
-        """Restore model, optimiser, scheduler, RNG, iteration, best and elapsed time."""
+    def resume(self) -> dict[str, torch.Tensor]:
+        """Restore model, optimiser, scheduler, RNG, iteration, best and elapsed time; returns
+        the state's moving average of the weights (``ema.*`` tensors; empty if it has none)."""
         meta, tensors = load_training_state(self.ckpt_dir)
         network = self.cfg["network"]
         if meta.get("network") != network:
@@ -759,6 +808,20 @@ class Trainer:
         self.elapsed0 = float(meta.get("elapsed", 0.0))
         self._recover_best()
         self.say(f"resuming {self.cfg['name']} from iteration {self.start_iter} in {self.ckpt_dir}")
+        return {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+
+    def _start_ema(self, tensors: dict[str, torch.Tensor]) -> None:
+        """The moving average (``train.ema_decay``): the resumed one, else the current weights."""
+        self.ema = WeightEMA(self.model, self.tcfg["ema_decay"])
+        if tensors:
+            try:
+                self.ema.module.load_state_dict(tensors, strict=True)
+            except RuntimeError as exc:
+                raise InterIRError(f"{self.ckpt_dir / STATE_JSON}: its moving average of the "
+                                   f"weights does not match this network ({exc})") from None
+        elif self.start_iter:
+            self.say(f"train.ema_decay: the moving average of the weights starts at iteration "
+                     f"{self.start_iter} (the resumed state had none)")
 
     def warm_start(self, weights_dir: str) -> None:
         """Start from a trained checkpoint (``train.init_weights``, safetensors only): every
@@ -874,6 +937,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg["grad_clip"])
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return torch.stack([loss.detach(), l1, fft])
 
     def check_finite(self) -> None:
@@ -901,6 +966,12 @@ class Trainer:
         if avg["psnr"] > self.best_psnr:
             self.best_psnr, self.best_iter = avg["psnr"], it
             self._save_best(it, val)
+        if self.ema is not None:   # the average beside the weights (best/ follows the weights)
+            val = validate(self.ema.module, self.val_sets, self.rt.device, vc["crop_border"],
+                           vc["y_channel"])
+            self.say(f"[{self.cfg['name']}] iter {it}: moving average: val PSNR "
+                     f"{val['average']['psnr']:.2f} dB, SSIM {val['average']['ssim']:.4f}")
+            self.logger.val(it, val, self._elapsed(), kind="val_ema")
 
     def _save_best(self, it: int, val: dict) -> None:
         save_pretrained(self.model, self.ckpt_dir / "best", extra={
@@ -911,22 +982,29 @@ class Trainer:
     def save(self, it: int) -> None:
         """``last/`` weights, then the training state (``state.json`` last, atomically)."""
         self._save_weights(self.ckpt_dir / "last", it)
+        if self.ema is not None:
+            self._save_weights(self.ckpt_dir / "ema", it, self.ema.module)
         save_training_state(self.ckpt_dir, self.model, self.optimizer, self.scheduler, it, extra={
             "network": self.cfg["network"],
             "best_psnr": self.best_psnr if self.best_iter else None,
             "best_iter": self.best_iter, "elapsed": self._elapsed(), "name": self.cfg["name"],
-            "world_size": self.rt.world})
+            "world_size": self.rt.world}, ema=self.ema.module if self.ema is not None else None)
         self.last_ckpt = it
         self.logger.flush()
 
     def keep_weights(self, it: int) -> Path:
         """The weights at ``it`` in ``weights-<it>/`` (``checkpoint.keep_every``), loadable like
-        ``last/``; a later ``last/`` does not replace them."""
+        ``last/``; a later ``last/`` does not replace them. With a moving average, it is kept
+        in ``ema-<it>/`` too."""
+        if self.ema is not None:
+            self._save_weights(self.ckpt_dir / f"ema-{it:08d}", it, self.ema.module)
         return self._save_weights(self.ckpt_dir / f"weights-{it:08d}", it)
 
-    def _save_weights(self, folder: Path, it: int) -> Path:
-        return save_pretrained(self.model, folder,
-                               extra={"train": {"name": self.cfg["name"], "iter": it}})
+    def _save_weights(self, folder: Path, it: int, model: torch.nn.Module | None = None) -> Path:
+        train = {"name": self.cfg["name"], "iter": it}
+        if model is not None:
+            train["ema_decay"] = self.tcfg["ema_decay"]
+        return save_pretrained(self.model if model is None else model, folder, extra={"train": train})
 
     def _elapsed(self) -> float:
         return self.elapsed0 + time.time() - self.t0

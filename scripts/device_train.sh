@@ -133,11 +133,14 @@ total = yaml.safe_load(open(runs / f"{name}.yaml"))["train"]["total_iter"]
 size = lambda p: p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 (run / "device-config.yaml").write_text((runs / f"{name}.yaml").read_text())  # what it trained
 items = [run / "last", run / "log.csv", run / "state.json", run / "device-config.yaml"]
+items += [run / "ema"] if (run / "ema").is_dir() else []     # train.ema_decay: the average
 if json.loads((run / "state.json").read_text())["iteration"] < total:    # cut off: resumable
     items += sorted(run.glob("state-*.safetensors"))
-# the kept weights (made here: a carried-in run brings none), newest first, as many as fit
-for kept in sorted(run.glob("weights-*"), reverse=True):
-    if kept.name != "weights-%08d" % total and sum(map(size, items)) + size(kept) <= share:
+# the kept weights and averages (made here: a carried-in run brings none), newest first, as
+# many as fit; those of the last iteration are last/ and ema/ already
+kept_dirs = [*run.glob("weights-*"), *run.glob("ema-*")]
+for kept in sorted(kept_dirs, key=lambda p: (p.name.rsplit("-", 1)[1], p.name), reverse=True):
+    if kept.name.rsplit("-", 1)[1] != "%08d" % total and sum(map(size, items)) + size(kept) <= share:
         items.append(kept)
 print(" ".join(str(p.relative_to(runs)) for p in items))
 EOF

@@ -153,6 +153,8 @@ def recipe(cfg_path: str) -> str:
                                        if t["loss"].get("deep_supervision") else "")
              + hinge_text(t["loss"]),
              f"grad clip {t.get('grad_clip')}", f"seed {c['seed']}"]
+    if t.get("ema_decay"):
+        parts.append(f"a moving average of the weights (decay {t['ema_decay']:g}) kept beside them")
     if t.get("init_weights"):
         parts.append(f"warm start from `{t['init_weights']}`")
     return ", ".join(parts)

@@ -39,7 +39,7 @@ def _unpack(out: Path, name: str, dest: Path) -> Path:
     return dest / name
 
 
-def _config(tmp: Path, name: str, total: int = 3) -> Path:
+def _config(tmp: Path, name: str, total: int = 3, ema_decay: float | None = None) -> Path:
     clean = tmp / "clean"
     clean.mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
@@ -54,6 +54,8 @@ def _config(tmp: Path, name: str, total: int = 3) -> Path:
                      "loss": {"l1": 1.0, "fft": 0.1}},
            "logger": {"print_every": 1, "tensorboard": False, "csv": True},
            "checkpoint": {"every": 3, "keep_every": 1, "dir": "runs/unused"}}
+    if ema_decay is not None:
+        raw["train"]["ema_decay"] = ema_decay
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -80,6 +82,18 @@ def test_device_train_runs_each_config_and_brings_back_weights_and_logs(tmp_path
         user = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())
         assert user["device"] == "cuda" and user["checkpoint"]["keep_every"] == 1
     assert "== dev-a" in res.stdout and "== dev-b" in res.stdout
+
+
+def test_device_train_brings_back_the_moving_average_beside_the_weights(tmp_path):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    res = _run(["120", str(_config(tmp_path, "dev-g", ema_decay=0.9))], out, runs)
+    assert res.returncode == 0, res.stderr[-2000:]
+    run = _unpack(out, "dev-g", tmp_path / "back")
+    # one run keeps its milestones: weights and averages at 1 and 2; those at 3 are last/, ema/
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == [
+        "ema", "ema-00000001", "ema-00000002", "last", "weights-00000001", "weights-00000002"]
+    ema, last = (load_file(str(run / d / "model.safetensors")) for d in ("ema", "last"))
+    assert ema.keys() == last.keys() and not all((ema[k] == last[k]).all() for k in ema)
 
 
 def test_device_train_continues_a_run_carried_in(tmp_path):

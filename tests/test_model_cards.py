@@ -351,12 +351,14 @@ def test_stage_only_records_an_intermediate_stage_before_the_fine_tune(cards, tm
     assert (ck / "training_log_stage2.csv").read_text() == stage1_log
 
 
-def _recipe_of(cards, tmp_path, train: dict | None = None, scheduler: dict | None = None) -> str:
-    """The card's recipe line for a small config (batch 8 × 96², Adam 1e-4 cosine to 1e-7)."""
+def _recipe_of(cards, tmp_path, train: dict | None = None, scheduler: dict | None = None,
+               training: dict | None = None) -> str:
+    """The card's recipe line for a small config (batch 8 × 96², Adam 1e-4 cosine to 1e-7);
+    ``train`` adds to datasets.train, ``training`` to the train section."""
     cfg = {"seed": 1, "datasets": {"train": {"batch_size": 8, "patch_size": 96, **(train or {})}},
            "train": {"optimizer": {"type": "Adam", "lr": 1e-4},
                      "scheduler": {"eta_min": 1e-7, **(scheduler or {})},
-                     "loss": {"l1": 1.0}, "grad_clip": 1.0}}
+                     "loss": {"l1": 1.0}, "grad_clip": 1.0, **(training or {})}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return cards.recipe(str(path))
@@ -372,6 +374,12 @@ def test_recipe_names_a_warmup(cards, tmp_path):
     assert "lr 0.0001 cosine to 1e-07" in _recipe_of(cards, tmp_path)
     assert ("lr 0.0001 after a linear warm-up over 500 iterations, cosine to 1e-07"
             in _recipe_of(cards, tmp_path, scheduler={"warmup_iter": 500}))
+
+
+def test_recipe_names_a_moving_average_of_the_weights(cards, tmp_path):
+    assert "moving average" not in _recipe_of(cards, tmp_path)
+    assert ("a moving average of the weights (decay 0.999) kept beside them"
+            in _recipe_of(cards, tmp_path, training={"ema_decay": 0.999}))
 
 
 def test_twins_not_in_step_say_so_in_both_cards(cards, tmp_path):

@@ -615,3 +615,68 @@ def test_bad_warmup_is_a_clear_config_error(tmp_path, sched, message):
     raw["train"]["scheduler"].update(sched)
     with pytest.raises(InterIRError, match=message):
         validate_config(raw)
+
+
+# --------------------------------------------------------------------------- moving average
+def test_weight_ema_moves_each_float_tensor_by_one_minus_decay():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    ema = T.WeightEMA(model, 0.9)
+    start = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model.state_dict()["1.num_batches_tracked"].fill_(7)
+    ema.update(model)
+    got, now = ema.module.state_dict(), model.state_dict()
+    for k, v in start.items():
+        if v.is_floating_point():
+            assert torch.allclose(got[k], 0.9 * v + 0.1 * now[k], atol=1e-6), k
+    assert int(got["1.num_batches_tracked"]) == 7          # not a float: copied
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    with pytest.raises(InterIRError, match="between 0 and 1"):
+        T.WeightEMA(model, 1.0)
+
+
+@pytest.mark.parametrize("decay, message", [(1.0, "between 0 and 1"), (0.0, "between 0 and 1"),
+                                            (-0.5, "must be >= 0")])
+def test_bad_ema_decay_is_a_clear_config_error(tmp_path, decay, message):
+    raw = _raw_cfg(tmp_path, tmp_path / "run", ema_decay=decay)
+    with pytest.raises(InterIRError, match=message):
+        validate_config(raw)
+
+
+def test_ema_run_keeps_validates_and_resumes_its_average_exactly(tmp_path, data_dir, capsys):
+    """train.ema_decay: ema/ and ema-<it>/ beside last/ and weights-<it>/, val_ema rows, and
+    the average in the training state, so a stopped and resumed run ends on the same average
+    as an uninterrupted one; a state without an average starts one at the resumed weights."""
+    torch.set_num_threads(1)
+
+    def cfg(name: str) -> Path:
+        raw = _raw_cfg(data_dir, tmp_path / name, ema_decay=0.5)
+        raw["checkpoint"]["keep_every"] = 4
+        return _write_cfg(tmp_path / f"{name}.yaml", raw)
+
+    assert cli_main(["train", "--config", str(cfg("ref"))]) == 0
+    ref = tmp_path / "ref"
+    assert sorted(p.name for p in ref.glob("ema*")) == ["ema", "ema-00000004", "ema-00000008"]
+    rows = _csv_rows(ref / "log.csv")
+    assert [r["iter"] for r in rows if r["kind"] == "val_ema" and r["combo"] == "average"] == ["4", "8"]
+    ema8, last = (load_file(str(ref / d / "model.safetensors")) for d in ("ema", "last"))
+    assert not all(torch.equal(ema8[k], last[k]) for k in last)   # an average, not the weights
+    assert interir.load_pretrained(ref / "ema-00000004").config == interir.load_pretrained(ref / "last").config
+    _, tensors = T.load_training_state(ref)
+    assert all(torch.equal(tensors[f"ema.{k}"], v) for k, v in ema8.items())
+
+    assert cli_main(["train", "--config", str(cfg("stop")), "--stop-at", "5"]) == 0
+    assert cli_main(["train", "--config", str(cfg("stop")), "--resume"]) == 0
+    got = load_file(str(tmp_path / "stop" / "ema" / "model.safetensors"))
+    assert all(torch.equal(got[k], ema8[k]) for k in ema8)
+
+    plain = _raw_cfg(data_dir, tmp_path / "late")
+    assert cli_main(["train", "--config", str(_write_cfg(tmp_path / "late.yaml", plain)),
+                     "--stop-at", "4"]) == 0
+    capsys.readouterr()
+    assert cli_main(["train", "--config", str(cfg("late")), "--resume"]) == 0
+    assert "moving average of the weights starts at iteration 4" in capsys.readouterr().err
+    assert (tmp_path / "late" / "ema-00000008" / "model.safetensors").is_file()
