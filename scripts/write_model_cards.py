@@ -109,8 +109,8 @@ def schedule(info: dict) -> str:
     done, planned = info["iterations"], info["planned"]
     if done >= planned:
         return f"{done:,}, the whole cosine schedule"
-    return (f"{done:,} of a {planned:,}-iteration cosine schedule: the weights at that "
-            "iteration (a milestone; the run may go on past it)")
+    return (f"{done:,} of a {planned:,}-iteration cosine schedule: a milestone at that "
+            "iteration (the run may go on past it)")
 
 
 def ds_weights(cfg_path: str) -> list[float] | None:
@@ -724,6 +724,10 @@ def shipped_text(ck: Path, info: dict) -> str:
     iteration's (``last/``), from the iteration that ``config.json`` records."""
     best = f"best validation PSNR {info['best_val_psnr']:.2f} dB at iteration {info['best_iter']:,}"
     it = trained_iter(ck)
+    decay = json.loads((ck / "config.json").read_text()).get("train", {}).get("ema_decay")
+    if decay and it is not None:   # ema/ or ema-<iter>/ of a run with train.ema_decay
+        return (f"this checkpoint is the moving average of the weights (decay {decay:g}) after "
+                f"iteration {int(it):,}, not the weights themselves; the weights' {best}")
     if it is None or int(it) == info["best_iter"]:
         return f"{best}: this checkpoint is that one"
     val = dict(info["val_curve"]).get(int(it))
