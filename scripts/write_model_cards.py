@@ -725,6 +725,11 @@ def shipped_text(ck: Path, info: dict) -> str:
     best = f"best validation PSNR {info['best_val_psnr']:.2f} dB at iteration {info['best_iter']:,}"
     it = trained_iter(ck)
     decay = json.loads((ck / "config.json").read_text()).get("train", {}).get("ema_decay")
+    among = json.loads((ck / "config.json").read_text()).get("train", {}).get("average_of")
+    if among:   # scripts/average_weights.py
+        return (f"this checkpoint is the average of the weights at iterations "
+                f"{', '.join(f'{int(i):,}' for i in among)} (equal weights, "
+                f"`scripts/average_weights.py`), not a single iterate; the weights' {best}")
     if decay and it is not None:   # ema/ or ema-<iter>/ of a run with train.ema_decay
         return (f"this checkpoint is the moving average of the weights (decay {decay:g}) after "
                 f"iteration {int(it):,}, not the weights themselves; the weights' {best}")

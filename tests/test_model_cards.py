@@ -397,6 +397,19 @@ def test_a_moving_average_says_it_is_not_the_weights(cards, tmp_path):
             in text)
 
 
+def test_an_average_of_milestones_names_them(cards, tmp_path):
+    ck = make_checkpoint(tmp_path, "avg", "avg-run", n=2)
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["train"] = {"name": "avg-run", "iter": 40, "average_of": [20, 40]}   # as average_weights.py
+    (ck / "config.json").write_text(json.dumps(cfg))
+    fake_eval(ck, 2, 1.0)
+    make_run(tmp_path, "avg-run")
+    make_config(tmp_path, "avg-run", n=2)
+    write(cards, tmp_path, ck, runs={"avg-run": None})
+    assert ("this checkpoint is the average of the weights at iterations 20, 40 (equal weights, "
+            "`scripts/average_weights.py`), not a single iterate" in (ck / "MODEL_CARD.md").read_text())
+
+
 def test_twins_not_in_step_say_so_in_both_cards(cards, tmp_path):
     ck = make_checkpoint(tmp_path, "m", "m-run")
     twin = make_checkpoint(tmp_path, "m-stdconv", "m-stdconv-run", conv_type="standard", iteration=20)

@@ -1,5 +1,6 @@
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,3 +115,36 @@ def test_nan_weights_refused(saved):
     interir.save_pretrained(m, d)
     with pytest.raises(InterIRError, match="NaN"):
         interir.load_pretrained(d)
+
+
+def _average_script():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "scripts" / "average_weights.py"
+    spec = importlib.util.spec_from_file_location("average_weights", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_average_weights_is_the_mean_of_milestones_of_one_run(tmp_path, capsys):
+    avg = _average_script()
+    dirs = []
+    for seed, it in ((1, 500), (2, 1000)):
+        torch.manual_seed(seed)
+        m = interir.build_model("tiny", n_blocks=1, channels=8)
+        dirs.append(interir.save_pretrained(m, tmp_path / f"w{it}", extra={"train": {"name": "r", "iter": it}}))
+    assert avg.main(["--out", str(tmp_path / "avg"), *map(str, dirs)]) == 0
+    a, b = (interir.load_pretrained(d).state_dict() for d in dirs)
+    got = interir.load_pretrained(tmp_path / "avg").state_dict()
+    assert all(torch.allclose(got[k], (a[k] + b[k]) / 2, atol=1e-7) for k in got)
+    train = json.loads((tmp_path / "avg" / "config.json").read_text())["train"]
+    assert train == {"name": "r", "iter": 1000, "average_of": [500, 1000]}
+    # refused, in one line, writing nothing: another run, one folder, an existing output
+    other = interir.save_pretrained(interir.build_model("tiny", n_blocks=1, channels=8), tmp_path / "o",
+                                    extra={"train": {"name": "s", "iter": 700}})
+    capsys.readouterr()
+    assert avg.main(["--out", str(tmp_path / "x"), str(dirs[0]), str(other)]) == 2
+    assert "not a milestone of the same run" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert avg.main(["--out", str(tmp_path / "x"), str(dirs[0])]) == 2
+    assert avg.main(["--out", str(tmp_path / "avg"), *map(str, dirs)]) == 2
+    assert "not empty; nothing overwritten" in capsys.readouterr().err
