@@ -130,7 +130,7 @@ def test_warm_start_across_the_two_readings_converts_and_refuses_a_standard_conv
 
 def test_branch_run_keeps_outputs_schedule_and_log_and_resumes(tmp_path, data_dir):  # noqa: F811
     torch.set_num_threads(1)
-    raw = _raw_cfg(data_dir, tmp_path / "run", total_iter=8)
+    raw = _raw_cfg(data_dir, tmp_path / "run", total_iter=8, ema_decay=0.5)
     raw["network"]["conv_type"] = "explain"
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(raw))
     assert cli_main(["train", "--config", str(tmp_path / "a.yaml"), "--stop-at", "4"]) == 0
@@ -144,12 +144,13 @@ def test_branch_run_keeps_outputs_schedule_and_log_and_resumes(tmp_path, data_di
     assert meta["network"] == {**src_meta["network"], "conv_type": "explain_unit"}
     assert meta["scheduler"] == src_meta["scheduler"]
     x = torch.rand(1, 3, 20, 20)
-    outs = []
-    for m, t in ((src_meta, src_tensors), (meta, tensors)):
-        model = interir.InterIR(make_config(**m["network"])).eval()
-        model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
-        outs.append(_out(model, x))
-    assert torch.allclose(outs[0], outs[1], atol=1e-6)
+    for prefix in ("model.", "ema."):   # the weights, and their moving average (train.ema_decay)
+        outs = []
+        for m, t in ((src_meta, src_tensors), (meta, tensors)):
+            model = interir.InterIR(make_config(**m["network"])).eval()
+            model.load_state_dict({k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)})
+            outs.append(_out(model, x))
+        assert torch.allclose(outs[0], outs[1], atol=1e-6)
     with open(tmp_path / "unit" / "log.csv", newline="") as f:
         assert max(int(r["iter"]) for r in csv.DictReader(f)) == 4
     # a second branch into the same folder, or from a run already of that type, is refused
