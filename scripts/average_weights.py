@@ -36,8 +36,9 @@ def average(dirs: list[Path]) -> tuple[interir.InterIR, dict]:
     config = read_config(dirs[0])
     stages = [training_stage(d) for d in dirs]
     for d, (name, it) in zip(dirs, stages):
-        if read_config(d) != config:
-            raise InterIRError(f"{d}: another network than {dirs[0]} ({read_config(d)} vs {config})")
+        other = read_config(d)
+        if other != config:
+            raise InterIRError(f"{d}: another network than {dirs[0]} ({other} vs {config})")
         if name != stages[0][0] or name is None or it is None:
             raise InterIRError(f"{d}: not a milestone of the same run as {dirs[0]} (train.name "
                                f"{name!r} at {it}, against {stages[0][0]!r})")

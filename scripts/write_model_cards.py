@@ -724,8 +724,8 @@ def shipped_text(ck: Path, info: dict) -> str:
     iteration's (``last/``), from the iteration that ``config.json`` records."""
     best = f"best validation PSNR {info['best_val_psnr']:.2f} dB at iteration {info['best_iter']:,}"
     it = trained_iter(ck)
-    decay = json.loads((ck / "config.json").read_text()).get("train", {}).get("ema_decay")
-    among = json.loads((ck / "config.json").read_text()).get("train", {}).get("average_of")
+    train = json.loads((ck / "config.json").read_text()).get("train", {})
+    decay, among = train.get("ema_decay"), train.get("average_of")
     if among:   # scripts/average_weights.py
         return (f"this checkpoint is the average of the weights at iterations "
                 f"{', '.join(f'{int(i):,}' for i in among)} (equal weights, "
