@@ -27,8 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: left out even when tracked: local data, runs, environments, caches, CI plumbing
-EXCLUDE = ("data_local/*", "runs/*", ".venv/*", "venv/*", "*/__pycache__/*", "__pycache__/*", "*.pyc",
+#: left out even when tracked: local data, runs, a running stage's milestones (to continue training,
+#: not served), environments, caches, CI plumbing
+EXCLUDE = ("data_local/*", "runs/*", "milestones/*", ".venv/*", "venv/*", "*/__pycache__/*", "__pycache__/*", "*.pyc",
            ".pytest_cache/*", ".gradio/*", ".device/*", ".whl/*", "build/*", "dist/*", "tmp/*", "*.egg-info/*",
            "*.log", ".ci/*", ".git/*", ".gitattributes")
 #: stored through large-file storage whatever their size (plus anything with a NUL byte)

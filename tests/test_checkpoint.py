@@ -1,4 +1,5 @@
-"""The shipped checkpoints (and the n = 6 milestone) load and restore better than their input (fast, deterministic)."""
+"""The shipped checkpoints load and restore better than their input (fast, deterministic); the committed
+milestones of a running stage load and a config continues from each."""
 import numpy as np
 import pytest
 import skimage.data as skd
@@ -6,10 +7,11 @@ import torch
 import torch.nn.functional as F
 
 import interir
+from interir.config import load_config
 from interir.data.degrade import degrade
 from interir.metrics import psnr
 from interir.model.epblock import EXPLAIN_TYPES
-from interir.weights import DEFAULT_CHECKPOINT, repo_root
+from interir.weights import DEFAULT_CHECKPOINT, repo_root, training_stage
 
 SHIPPED = ["interir-n6", "interir-n6-stdconv", "interir-tiny", "interir-tiny-stdconv"]
 
@@ -48,3 +50,27 @@ def test_default_checkpoint_is_explainable_and_small():
     assert interir.load_pretrained(path).config["conv_type"] in EXPLAIN_TYPES
     size = (path / "model.safetensors").stat().st_size
     assert size <= 10 * 1024 * 1024
+
+
+MILESTONES = sorted(p.name for p in (repo_root() / "milestones").iterdir() if p.is_dir())
+
+
+def test_a_committed_milestone_exists_for_each_twin():
+    assert any("stdconv" in m for m in MILESTONES) and any("stdconv" not in m for m in MILESTONES)
+
+
+@pytest.mark.parametrize("name", MILESTONES)
+def test_milestone_names_its_run_and_iteration_and_a_config_continues_from_it(name):
+    """A run's committed milestone (milestones/<run>-<iter>) is the weights its run had at that
+    iteration, and a config in configs/ warm-restarts from it with the same network (the way to
+    continue the run on a machine that lacks its state)."""
+    path = repo_root() / "milestones" / name
+    model = interir.load_pretrained(path)
+    run, iteration = training_stage(path)
+    assert name == f"{run}-{iteration}"
+    users = [load_config(p) for p in sorted((repo_root() / "configs").glob("*.yaml"))]
+    users = [c for c in users if c["train"].get("init_weights") == f"milestones/{name}"]
+    assert users, f"no config continues from milestones/{name}"
+    for cfg in users:
+        assert cfg["network"]["conv_type"] == model.config["conv_type"]
+        assert cfg["network"]["n_blocks"] == model.config["n_blocks"]

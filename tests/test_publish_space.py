@@ -40,7 +40,8 @@ def repo(tmp_path):
         "interir/__init__.py": b"", "interir/__pycache__/x.cpython-311.pyc": b"\0pyc",
         "checkpoints/m/model.safetensors": b"{}" * 100, "app/assets/ref.npz": b"PK\x03\x04",
         "docs/shot.png": b"\x89PNG\r\n", "weights.raw": b"abc\0def", "notes.txt": b"plain text\n",
-        "data_local/clean/a.png": b"\x89PNG", "runs/r1/log.csv": b"step,loss\n", ".venv/lib/site.py": b"",
+        "data_local/clean/a.png": b"\x89PNG", "runs/r1/log.csv": b"step,loss\n",
+        "milestones/r1-500/model.safetensors": b"{}" * 100, ".venv/lib/site.py": b"",
         ".ci/run": b"#!/bin/sh\n", "gone.py": b"",
     }
     for rel, data in files.items():
