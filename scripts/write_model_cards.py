@@ -372,6 +372,7 @@ modulation off; `W_b = W / K²`, or `W` under `explain_unit`), *Λ = 0* zeroes t
 # ----------------------------------------------------------------------------- lineage
 LEGACY_LOG = "training_log_session2.csv"  # the session-2/3 pair's first stage (legacy layout)
 LINEAGE = "lineage.json"
+MILESTONES = "milestones"  # milestones/<run>-<iter>/: a running stage's committed weights
 
 
 def is_legacy(ck: Path) -> bool:
@@ -379,9 +380,9 @@ def is_legacy(ck: Path) -> bool:
     return (ck / LEGACY_LOG).is_file()
 
 
-def run_id(run_dir: Path) -> str:
+def run_id(run_dir: Path, log: str = "log.csv") -> str:
     """The first data row of a run's log.csv: tells one run from another (a resumed run keeps it)."""
-    with open(run_dir / "log.csv") as fh:
+    with open(run_dir / log) as fh:
         fh.readline()
         return fh.readline().strip()
 
@@ -404,6 +405,38 @@ def origin_record(init: str) -> dict:
     if (path / "eval.json").is_file():
         ev = json.loads((path / "eval.json").read_text())
         rec.update(test_psnr=ev["average"]["psnr"], test_data=[ev["meta"].get("data"), ev["meta"].get("n_images")])
+    return rec
+
+
+def is_milestone(init: str | None) -> bool:
+    """Whether ``train.init_weights`` names a committed milestone of a running stage
+    (``milestones/<run>-<iter>/``: its weights at that iteration, for a new machine)."""
+    return bool(init) and Path(init).parent.name == MILESTONES
+
+
+def milestone_stage(init: str) -> dict:
+    """The run a committed milestone comes from, up to the milestone's iteration, as a stage: its
+    name and iteration from the milestone's config.json, its own start from the run's config
+    (``configs/<run>.yaml`` beside ``milestones/``), wall time and validation from the log the
+    milestone keeps (``training_log.csv``); without one they are unknown (None)."""
+    path = Path(init)
+    train = json.loads((path / "config.json").read_text())["train"]
+    name, it = train["name"], int(train["iter"])
+    cfg_file = path.parent.parent / "configs" / f"{name}.yaml"
+    if not cfg_file.is_file():
+        sys.exit(f"{init}: the config of its run, {cfg_file}, not found")
+    rec = {"run": name, "config": f"configs/{name}.yaml",
+           "init_weights": yaml.safe_load(cfg_file.read_text())["train"].get("init_weights"),
+           "iterations": it, "wall_s": None, "best_val_psnr": None, "best_iter": None, "log": None,
+           "run_id": f"milestone {init}", "milestone": init}
+    log = path / "training_log.csv"
+    if log.is_file():
+        rows = list(csv.DictReader(io.StringIO(log.read_text())))
+        curve = val_points(rows)
+        rec.update(wall_s=float([r for r in rows if r["kind"] == "train"][-1]["time"]), run_id=run_id(path, log.name))
+        if curve:
+            best = max(curve, key=curve.get)
+            rec.update(best_val_psnr=curve[best], best_iter=best)
     return rec
 
 
@@ -457,6 +490,16 @@ def lineage_stages(ck: Path, current: dict, run_dir: Path | None = None,
     if not init:
         return ([head] if branch else []) + [current]
     prev = json.loads((ck / LINEAGE).read_text())["stages"] if (ck / LINEAGE).is_file() else []
+    if is_milestone(init):  # a warm restart from a committed milestone of an earlier run
+        at = [i for i, s in enumerate(prev) if s.get("milestone") == init]
+        if at:  # recorded before (this run's card, or another run from the same milestone)
+            return prev[:at[-1] + 1] + ([head] if branch else []) + [current]
+        stage = milestone_stage(init)
+        before = lineage_stages(ck, stage)   # the milestone's run and what led to it
+        if (Path(init) / "training_log.csv").is_file():
+            stage["log"] = f"training_log_stage{len(before)}.csv"
+            (ck / stage["log"]).write_text((Path(init) / "training_log.csv").read_text())
+        return before + ([head] if branch else []) + [current]
     if Path(init).name != ck.name:  # warm start from another checkpoint
         # as recorded when this run's card was first written: that checkpoint may have moved on
         kept = prev[0] if prev and prev[0].get("checkpoint") == init and \
@@ -487,11 +530,16 @@ def _stage_row(k: int, stage: dict, ck: Path) -> str:
     init = stage["init_weights"]
     how = ("from scratch" if not init else f"warm restart from the committed `{init}`" if Path(init).name == ck.name
            else f"warm start from `{init}` (tensors of the same name and shape copied, the rest fresh)")
+    if is_milestone(init):
+        how = f"warm restart from stage {k - 1}'s committed milestone `{init}` (weights only: Adam's moments fresh)"
     if stage.get("branch_of"):
         how = (f"branched from stage {k - 1} at iteration {stage['start_iter']:,} (a copy of its training "
                f"state, resumed with this config)")
-    return (f"| {k}. `{stage['run']}`, {how} | `{stage['config']}` | {stage['iterations']:,} | "
-            f"{stage['wall_s'] / 60:.0f} min | {stage['best_val_psnr']:.2f} dB @ {stage['best_iter']:,} |")
+    its = f"{stage['iterations']:,}" + (f" (to its milestone `{stage['milestone']}`)" if stage.get("milestone") else "")
+    wall = "unknown (no log kept)" if stage["wall_s"] is None else f"{stage['wall_s'] / 60:.0f} min"
+    best = ("unknown (no log kept)" if stage["best_val_psnr"] is None
+            else f"{stage['best_val_psnr']:.2f} dB @ {stage['best_iter']:,}")
+    return f"| {k}. `{stage['run']}`, {how} | `{stage['config']}` | {its} | {wall} | {best} |"
 
 
 def lineage(ck: Path, info: dict, stages: list[dict], res: dict) -> str:
@@ -502,6 +550,12 @@ def lineage(ck: Path, info: dict, stages: list[dict], res: dict) -> str:
         return "\nTrained from scratch in one run (the table above); log: `training_log.csv` beside the weights.\n"
     rows = "\n".join(_stage_row(k, st, ck) for k, st in enumerate(stages, 1))
     logs = ", ".join(f"`{st['log']}` (stage {k})" for k, st in enumerate(stages, 1) if st.get("log"))
+    lost = [str(k) for k, st in enumerate(stages, 1) if not st.get("log") and st.get("milestone")]
+    if lost:  # committed as a milestone without its log (session 23), the run's machine since replaced
+        logs += (f" beside the weights; stage {', '.join(lost)} kept none (only its milestone's weights were "
+                 "committed; the machine that ran it is gone), so its wall time and validation are unknown")
+    else:
+        logs += " beside the weights"
     text = f"""
 Training lineage:
 
@@ -509,7 +563,7 @@ Training lineage:
 |---|---|---:|---:|---:|
 {rows}
 
-Logs: {logs} beside the weights.
+Logs: {logs}.
 """
     origin = stages[0]
     if "checkpoint" in origin and origin["test_psnr"] is not None and \

@@ -190,6 +190,62 @@ def test_the_origin_of_a_warm_start_is_kept_when_that_checkpoint_moves_on(cards,
     assert "after 90 iterations of its last run `small-run2`" in (ck / "MODEL_CARD.md").read_text()
 
 
+def make_milestone(root: Path, run: str, iteration: int, log_from: Path | None = None) -> Path:
+    """milestones/<run>-<iter>/ as committed for a new machine: weights, config.json and (when
+    ``log_from`` names a run folder) the run's log as training_log.csv."""
+    torch.manual_seed(1)
+    model = interir.build_model("tiny", n_blocks=2, channels=4, conv_type="explain", norm_scale="learned")
+    path = interir.save_pretrained(model, root / "milestones" / f"{run}-{iteration}",
+                                   extra={"train": {"name": run, "iter": iteration}})
+    if log_from is not None:
+        (path / "training_log.csv").write_text((log_from / "log.csv").read_text())
+    return path
+
+
+@pytest.mark.parametrize("with_log", [False, True])
+def test_a_warm_restart_from_a_committed_milestone_continues_the_lineage(cards, tmp_path, with_log):
+    """Stage k of a checkpoint's line went on past the shipped weights on a machine since replaced;
+    only its milestone was committed. A run that warm-restarts from the milestone, shipped, has the
+    milestone's run as the stage before it (its log kept when the milestone has one), after the
+    checkpoint's earlier stages; writing the card again moves nothing."""
+    origin = make_checkpoint(tmp_path, "small", "small-run", n=1)
+    fake_eval(origin, 1, 0.0)
+    ck = make_checkpoint(tmp_path, "deep", "deep-run", n=2)
+    fake_eval(ck, 2, 1.0)
+    make_run(tmp_path, "deep-run")
+    make_config(tmp_path, "deep-run", init=str(origin))
+    write(cards, tmp_path, ck, runs={"deep-run": None})          # stages 1-2
+
+    make_config(tmp_path, "deep-run2", init=str(ck))              # stage 3: from the shipped weights
+    old_run = make_run(tmp_path, "deep-run2", first_time=3.0, iters=60)
+    milestone = make_milestone(tmp_path, "deep-run2", 60, log_from=old_run if with_log else None)
+    (tmp_path / "runs" / "deep-run2" / "log.csv").unlink()        # that machine is gone
+    make_run(tmp_path, "deep-run3", first_time=2.0, iters=40)     # stage 4: from the milestone
+    make_config(tmp_path, "deep-run3", init=str(milestone))
+    meta = json.loads((ck / "config.json").read_text())
+    meta["train"].update(name="deep-run3", iter=40)
+    (ck / "config.json").write_text(json.dumps(meta))
+    write(cards, tmp_path, ck, runs={"deep-run3": None})
+    text = (ck / "MODEL_CARD.md").read_text()
+    assert "| 1. `small`'s own training" in text and "| 2. `deep-run`, warm start from" in text
+    assert f"| 3. `deep-run2`, warm restart from the committed `{ck}` |" in text
+    assert f"| 60 (to its milestone `{milestone}`) |" in text
+    assert (f"| 4. `deep-run3`, warm restart from stage 3's committed milestone `{milestone}` "
+            "(weights only: Adam's moments fresh) |") in text
+    stages = json.loads((ck / "lineage.json").read_text())["stages"]
+    assert [s.get("run") for s in stages] == ["small-run", "deep-run", "deep-run2", "deep-run3"]
+    if with_log:
+        assert "| 0 min | 19.60 dB @ 60 |" in text
+        assert "`training_log_stage2.csv` (stage 2), `training_log_stage3.csv` (stage 3), `training_log.csv` (stage 4)" in text
+        assert (ck / "training_log_stage3.csv").read_text() == (milestone / "training_log.csv").read_text()
+    else:
+        assert "| unknown (no log kept) | unknown (no log kept) |" in text
+        assert "`training_log_stage2.csv` (stage 2), `training_log.csv` (stage 4) beside the weights; stage 3 kept none" in text
+    lineage = (ck / "lineage.json").read_text()
+    write(cards, tmp_path, ck, runs={"deep-run3": None})          # the same inputs again: nothing moves
+    assert (ck / "MODEL_CARD.md").read_text() == text and (ck / "lineage.json").read_text() == lineage
+
+
 def test_warm_restart_without_a_recorded_earlier_run_is_a_one_line_error(cards, tmp_path):
     ck = make_checkpoint(tmp_path, "deep", "deep-run")
     fake_eval(ck, 2, 1.0)
