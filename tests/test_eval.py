@@ -856,3 +856,47 @@ def test_veil_regression_refuses_bad_paths_before_training(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert script.main(["--val", str(tmp_path / "empty"), "--steps", "1", str(tmp_path / "noweights")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- paired comparison
+def test_paired_bootstrap_known_values():
+    paired = _script("compare_checkpoints").paired
+    groups = np.repeat(np.arange(10), 3)
+    mean, lo, hi, p_pos = paired(np.full(30, 0.25), groups)
+    assert (mean, lo, hi, p_pos) == pytest.approx((0.25, 0.25, 0.25, 1.0))
+    diff = np.where(groups < 5, 1.0, -1.0)  # half the photos gain 1, half lose 1
+    mean, lo, hi, p_pos = paired(diff, groups)
+    assert mean == pytest.approx(0.0) and lo < -0.3 and hi > 0.3 and 0.2 < p_pos < 0.8
+
+
+def test_compare_checkpoints_matches_evaluate(tiny_weights, data_dir, result, tmp_path,
+                                             monkeypatch, capsys):
+    """The per-image numbers average to what evaluate() reports, and a checkpoint against itself
+    differs by exactly 0."""
+    import csv
+    import shutil
+
+    mod = _script("compare_checkpoints")
+    data = tmp_path / "set"
+    shutil.copytree(data_dir, data)
+    with open(data / "manifest.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["combo", "file", "source"])
+        for combo in ("haze_rain", "noise"):
+            for i in range(2):
+                w.writerow([combo, f"img{i}.png", f"photo{i}"])
+    per = mod.per_image(str(tiny_weights), data)
+    assert len(per) == 4
+    assert np.mean([v[0] for v in per.values()]) == pytest.approx(result["average"]["psnr"])
+    assert np.mean([v[1] for v in per.values()]) == pytest.approx(
+        result["brightness"]["model"]["average"]["abs_bias"])
+    monkeypatch.setattr("sys.argv", ["compare_checkpoints.py", "--data", str(data),
+                                     "--reference", str(tiny_weights), str(tiny_weights)])
+    mod.main()
+    out = capsys.readouterr().out
+    assert "4 pairs over 2 photos" in out
+    assert "| +0.000 [+0.000, +0.000] | 0.00 |" in out
+    monkeypatch.setattr("sys.argv", ["compare_checkpoints.py", "--data", str(data_dir),
+                                     "--reference", str(tiny_weights), str(tiny_weights)])
+    with pytest.raises(SystemExit, match="no manifest.csv"):
+        mod.main()
