@@ -4,8 +4,10 @@ conv twin and "Why this pixel?" included) and check that images and plots render
 use the degradation lab, see bad uploads rejected in the app's words, and make sure the page
 fetched nothing from outside the machine and logged no console error.
 
-Screenshots go to ``$INTERIR_SCREENSHOT_DIR`` if set (docs/screenshots is made that way),
-else to the test's temporary folder. Never ``playwright install``: Debian's chromium only.
+Screenshots go to ``$INTERIR_SCREENSHOT_DIR`` if set, else to the test's temporary folder. The
+test serves its own small random model unless ``$INTERIR_BROWSER_WEIGHTS`` names a checkpoint;
+docs/screenshots is made with the shipped one:
+``INTERIR_BROWSER_WEIGHTS=checkpoints/interir-n6 INTERIR_SCREENSHOT_DIR=docs/screenshots pytest tests/test_browser.py``. Never ``playwright install``: Debian's chromium only.
 """
 from __future__ import annotations
 
