@@ -246,6 +246,46 @@ def test_a_warm_restart_from_a_committed_milestone_continues_the_lineage(cards, 
     assert (ck / "MODEL_CARD.md").read_text() == text and (ck / "lineage.json").read_text() == lineage
 
 
+def test_a_milestone_of_the_shipped_run_past_the_shipped_weights_continues_the_lineage(cards, tmp_path):
+    """The shipped weights came from run 3 (itself a warm restart of run 2's milestone) at 40; run 3
+    went on to 80, whose milestone was committed with its log, and run 4 warm-restarted from that
+    on another machine and shipped. Run 3 is then one stage, to its milestone at 80 (not the 40
+    the card recorded before), between run 2 and run 4."""
+    origin = make_checkpoint(tmp_path, "small", "small-run", n=1)
+    fake_eval(origin, 1, 0.0)
+    ck = make_checkpoint(tmp_path, "deep", "deep-run", n=2)
+    fake_eval(ck, 2, 1.0)
+    make_run(tmp_path, "deep-run")
+    make_config(tmp_path, "deep-run", init=str(origin))
+    write(cards, tmp_path, ck, runs={"deep-run": None})
+    make_config(tmp_path, "deep-run2", init=str(ck))
+    old_run = make_run(tmp_path, "deep-run2", first_time=3.0, iters=60)
+    milestone2 = make_milestone(tmp_path, "deep-run2", 60, log_from=old_run)
+    (tmp_path / "runs" / "deep-run2" / "log.csv").unlink()
+    run3 = make_run(tmp_path, "deep-run3", first_time=2.0, iters=80)
+    make_config(tmp_path, "deep-run3", init=str(milestone2))
+    meta = json.loads((ck / "config.json").read_text())
+    meta["train"].update(name="deep-run3", iter=40)
+    (ck / "config.json").write_text(json.dumps(meta))
+    write(cards, tmp_path, ck, runs={"deep-run3": None})          # shipped: run 3 at 40
+    milestone3 = make_milestone(tmp_path, "deep-run3", 80, log_from=run3)
+    (run3 / "log.csv").unlink()                                    # that machine is gone too
+    make_run(tmp_path, "deep-run4", first_time=1.5, iters=40)
+    make_config(tmp_path, "deep-run4", init=str(milestone3))
+    meta["train"].update(name="deep-run4", iter=40)
+    (ck / "config.json").write_text(json.dumps(meta))
+    write(cards, tmp_path, ck, runs={"deep-run4": None})
+    text = (ck / "MODEL_CARD.md").read_text()
+    stages = json.loads((ck / "lineage.json").read_text())["stages"]
+    assert [s.get("run") for s in stages] == ["small-run", "deep-run", "deep-run2", "deep-run3", "deep-run4"]
+    assert stages[3]["iterations"] == 80 and stages[3]["milestone"] == str(milestone3)
+    assert f"| 80 (to its milestone `{milestone3}`) |" in text
+    assert (f"| 5. `deep-run4`, warm restart from stage 4's committed milestone `{milestone3}` "
+            "(weights only: Adam's moments fresh) |") in text
+    assert (ck / "training_log_stage4.csv").read_text() == (milestone3 / "training_log.csv").read_text()
+    assert (ck / "training_log_stage3.csv").read_text() == (milestone2 / "training_log.csv").read_text()
+
+
 def test_warm_restart_without_a_recorded_earlier_run_is_a_one_line_error(cards, tmp_path):
     ck = make_checkpoint(tmp_path, "deep", "deep-run")
     fake_eval(ck, 2, 1.0)
