@@ -169,7 +169,9 @@ def test_warm_start_lineage_then_a_warm_restart_from_its_own_weights(cards, tmp_
     assert (ck / "MODEL_CARD.md").read_text() == text and (ck / "lineage.json").read_text() == lineage
 
 
-def test_the_origin_of_a_warm_start_is_kept_when_that_checkpoint_moves_on(cards, tmp_path):
+def deep_from_small(cards, tmp_path: Path) -> tuple[Path, Path]:
+    """Two checkpoints with cards: `small` (1 stage) and `deep`, warm-started from it by `deep-run`
+    (stages 1-2 of its lineage)."""
     origin = make_checkpoint(tmp_path, "small", "small-run", n=1)
     fake_eval(origin, 1, 0.0)
     ck = make_checkpoint(tmp_path, "deep", "deep-run", n=2)
@@ -177,6 +179,11 @@ def test_the_origin_of_a_warm_start_is_kept_when_that_checkpoint_moves_on(cards,
     make_run(tmp_path, "deep-run")
     make_config(tmp_path, "deep-run", init=str(origin))
     write(cards, tmp_path, ck, runs={"deep-run": None})
+    return origin, ck
+
+
+def test_the_origin_of_a_warm_start_is_kept_when_that_checkpoint_moves_on(cards, tmp_path):
+    origin, ck = deep_from_small(cards, tmp_path)
     meta = json.loads((origin / "config.json").read_text())
     meta["train"].update(name="small-run2", iter=90)          # the origin is replaced later
     (origin / "config.json").write_text(json.dumps(meta))
@@ -208,13 +215,7 @@ def test_a_warm_restart_from_a_committed_milestone_continues_the_lineage(cards, 
     only its milestone was committed. A run that warm-restarts from the milestone, shipped, has the
     milestone's run as the stage before it (its log kept when the milestone has one), after the
     checkpoint's earlier stages; writing the card again moves nothing."""
-    origin = make_checkpoint(tmp_path, "small", "small-run", n=1)
-    fake_eval(origin, 1, 0.0)
-    ck = make_checkpoint(tmp_path, "deep", "deep-run", n=2)
-    fake_eval(ck, 2, 1.0)
-    make_run(tmp_path, "deep-run")
-    make_config(tmp_path, "deep-run", init=str(origin))
-    write(cards, tmp_path, ck, runs={"deep-run": None})          # stages 1-2
+    _, ck = deep_from_small(cards, tmp_path)          # stages 1-2
 
     make_config(tmp_path, "deep-run2", init=str(ck))              # stage 3: from the shipped weights
     old_run = make_run(tmp_path, "deep-run2", first_time=3.0, iters=60)
@@ -251,13 +252,7 @@ def test_a_milestone_of_the_shipped_run_past_the_shipped_weights_continues_the_l
     went on to 80, whose milestone was committed with its log, and run 4 warm-restarted from that
     on another machine and shipped. Run 3 is then one stage, to its milestone at 80 (not the 40
     the card recorded before), between run 2 and run 4."""
-    origin = make_checkpoint(tmp_path, "small", "small-run", n=1)
-    fake_eval(origin, 1, 0.0)
-    ck = make_checkpoint(tmp_path, "deep", "deep-run", n=2)
-    fake_eval(ck, 2, 1.0)
-    make_run(tmp_path, "deep-run")
-    make_config(tmp_path, "deep-run", init=str(origin))
-    write(cards, tmp_path, ck, runs={"deep-run": None})
+    _, ck = deep_from_small(cards, tmp_path)
     make_config(tmp_path, "deep-run2", init=str(ck))
     old_run = make_run(tmp_path, "deep-run2", first_time=3.0, iters=60)
     milestone2 = make_milestone(tmp_path, "deep-run2", 60, log_from=old_run)
