@@ -16,7 +16,6 @@ when every combination has the same number of pairs (the test set: 40 each).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -26,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import interir  # noqa: E402
 from interir import metrics  # noqa: E402
-from interir.data.datasets import discover_eval_sets  # noqa: E402
+from interir.data.datasets import discover_eval_sets, manifest_sources  # noqa: E402
+from interir.errors import InterIRError  # noqa: E402
 from interir.eval import brightness_bias  # noqa: E402
 
 
@@ -45,11 +45,6 @@ def per_image(weights: str, data: Path) -> dict[tuple[str, str], tuple[float, fl
     return out
 
 
-def sources(data: Path) -> dict[tuple[str, str], str]:
-    with open(data / "manifest.csv") as fh:
-        return {(r["combo"], r["file"]): r["source"] for r in csv.DictReader(fh)}
-
-
 def paired(diff: np.ndarray, groups: np.ndarray, n_boot: int = 2000, seed: int = 0
            ) -> tuple[float, float, float, float]:
     """Mean of ``diff``, its 95 % interval from a bootstrap over ``groups`` (photos), and the
@@ -66,17 +61,22 @@ def paired(diff: np.ndarray, groups: np.ndarray, n_boot: int = 2000, seed: int =
 
 
 def main() -> None:
+    try:
+        compare()
+    except InterIRError as exc:  # bad paths, weights or data: one line, no traceback
+        sys.exit(f"compare_checkpoints: {exc}")
+
+
+def compare() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, type=Path, help="DIR/<combo>/input + target, manifest.csv")
     ap.add_argument("--reference", required=True, help="the checkpoint to compare against")
     ap.add_argument("candidates", nargs="+", help="weights folders")
     args = ap.parse_args()
-    if not (args.data / "manifest.csv").is_file():
-        sys.exit(f"{args.data}: no manifest.csv (a folder written by `interir make-testset`)")
-    src = sources(args.data)
+    src = manifest_sources(args.data)
     ref = per_image(args.reference, args.data)
     keys = sorted(ref)
-    groups = np.array([src[k] for k in keys])
+    groups = np.array([src.get(k, k[1]) for k in keys])  # a pair the manifest lacks: its own photo
     r = np.array([ref[k] for k in keys])
     print(f"reference {args.reference}: PSNR {r[:, 0].mean():.3f} dB, |bias| {r[:, 1].mean():.2f}/255, "
           f"{len(keys)} pairs over {len(np.unique(groups))} photos")

@@ -28,7 +28,6 @@ and with ``--against`` the ΔPSNR, e.g. after evaluating both twins in parallel)
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -43,7 +42,7 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import interir  # noqa: E402
-from interir.data.datasets import discover_eval_sets  # noqa: E402
+from interir.data.datasets import discover_eval_sets, manifest_sources  # noqa: E402
 from interir.data.degrade import COMBOS  # noqa: E402
 from interir.eval import (brightness_markdown, evaluate, evaluate_awgn,  # noqa: E402
                           evaluate_interventions, interventions_markdown, iterations_markdown,
@@ -52,10 +51,7 @@ from interir.eval import (brightness_markdown, evaluate, evaluate_awgn,  # noqa:
 
 def embeddings(model, data: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Embeddings, combo labels and source photo of every test input."""
-    sources = {}
-    with open(data / "manifest.csv") as fh:
-        for row in csv.DictReader(fh):
-            sources[(row["combo"], row["file"])] = row["source"]
+    sources = manifest_sources(data)
     feats, labels, groups = [], [], []
     for combo, ds in discover_eval_sets(data).items():
         for i in range(len(ds)):

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import csv
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -279,6 +280,16 @@ class PairedFolderDataset(Dataset):
                                f"its target {tgt} ({y.shape[1]}x{y.shape[0]})")
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))  # noqa: E731
         return to_t(x), to_t(y), self.names[i]
+
+
+def manifest_sources(root: str | Path) -> dict[tuple[str, str], str]:
+    """``{(combo, file): source photo}`` from the ``manifest.csv`` that ``make-testset`` writes
+    into ``root``."""
+    path = Path(root) / "manifest.csv"
+    if not path.is_file():
+        raise InterIRError(f"{root}: no manifest.csv (a folder written by `interir make-testset`)")
+    with open(path, newline="") as fh:
+        return {(r["combo"], r["file"]): r["source"] for r in csv.DictReader(fh)}
 
 
 def discover_eval_sets(root: str | Path) -> dict[str, PairedFolderDataset]:
