@@ -211,7 +211,8 @@ class Explorer:
             ct.with_reference(reference)
             ct.complete_ssim(last_only=True)  # the output's SSIM now, the other iterations later
         if session.new_trace(ct, img) is not None:
-            trim_memory()  # the previous trace's arrays go back to the OS, not just to malloc
+            # the previous trace's arrays go back to the OS, not just to malloc (off the response path)
+            pool("trim").submit(trim_memory)
         session.reference_source = ref_source
         before, after = save_pngs(session, [(ct.input, "input"),
                                             (ct.output, f"{Path(name).stem[:40] or 'image'}_restored")])

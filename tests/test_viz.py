@@ -129,6 +129,17 @@ def test_to_uint8_matches_imageio():
     np.testing.assert_array_equal(to_uint8_hwc(torch.from_numpy(x).permute(2, 0, 1)[None]), interir.imageio.to_uint8(x))
 
 
+def test_to_uint8_tensor_path_equals_numpy_path_and_leaves_the_tensor():
+    """Tensors convert in torch; the bytes equal the numpy path's, NaN/inf/out-of-range included."""
+    x = torch.linspace(-0.3, 1.3, 3 * 6 * 7).reshape(1, 3, 6, 7)
+    x[0, 0, 0, :3] = torch.tensor([float("nan"), float("inf"), float("-inf")])
+    before = x.clone()
+    out = to_uint8_hwc(x)
+    assert out.dtype == np.uint8 and out.shape == (6, 7, 3) and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, to_uint8_hwc(x.numpy()[0].transpose(1, 2, 0)))
+    assert torch.equal(x.nan_to_num(), before.nan_to_num())  # the trace's image is not changed
+    assert list(out[0, 0, 0:1]) + list(out[0, 1:3, 0]) == [0, 255, 0]
+
 def test_metrics_against_reference_and_lazy_ssim():
     from interir.metrics import psnr, ssim
 

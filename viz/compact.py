@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,7 +22,15 @@ __all__ = ["CompactTrace", "LayerName", "parse_layer", "compact_trace", "to_uint
 def to_uint8_hwc(img: Any) -> np.ndarray:
     """torch (1,3,H,W)/(3,H,W) or numpy (H,W,3) float in [0,1] (or uint8) -> uint8 (H,W,3)."""
     if hasattr(img, "detach"):  # torch tensor, without importing torch here
-        img = img.detach().float().cpu().numpy()
+        t = img.detach().cpu()
+        t = t[0] if t.dim() == 4 else t
+        if t.dim() == 3 and t.shape[0] == 3 and t.shape[-1] != 3 and t.is_floating_point():
+            # in torch (both cores, in place): the same float32 operations as the numpy path below
+            import torch  # already loaded: img is a tensor
+
+            t = t.float().nan_to_num(0.0).clamp_(0.0, 1.0).mul_(255.0).add_(0.5)
+            return t.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        img = t.float().numpy()
     arr = np.asarray(img)
     if arr.ndim == 4:
         arr = arr[0]
@@ -246,6 +255,23 @@ def _np16(t: Any) -> np.ndarray:
     return np.asarray(t).astype(np.float16)
 
 
+def _pack_mask(t: Any) -> tuple[np.ndarray, tuple[int, ...], np.ndarray, str | None]:
+    """One recorded (1, C, H, W) mask: its packed bits, (C, H, W), per-channel rate, bit order
+    (``"hwc"`` when it lies channels-last and is packed as it lies, else ``None``: CHW)."""
+    m = (t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t))[0]
+    m = m if m.dtype == bool else m != 0
+    shape = tuple(int(s) for s in m.shape)
+    hwc = m.transpose(1, 2, 0)
+    if not m.flags.c_contiguous and hwc.flags.c_contiguous:  # channels-last: pack as it lies
+        flat = hwc.reshape(-1, m.shape[0])
+        bits, order = np.packbits(flat.reshape(-1)), "hwc"
+        counts = flat.view(np.uint8).sum(axis=0, dtype=np.int64)  # ~2x count_nonzero(axis=)
+    else:
+        bits, order = np.packbits(m.reshape(-1)), None
+        counts = m.reshape(m.shape[0], -1).view(np.uint8).sum(axis=1, dtype=np.int64)
+    return bits, shape, (counts / max(1, m[0].size)).astype(np.float32), order
+
+
 def compact_trace(trace: Any, name: str = "image", reference: np.ndarray | None = None,
                   notes: list[str] | None = None) -> CompactTrace:
     """Convert an :class:`interir.Trace` (or anything with the same attributes) to numpy."""
@@ -256,22 +282,13 @@ def compact_trace(trace: Any, name: str = "image", reference: np.ndarray | None 
     stack16 = lambda key: np.stack([_np16(getattr(it, key))[0] for it in its])  # noqa: E731
     layers = list(trace.masks.keys())
     mask_bits, mask_shape, mask_rate, mask_order = {}, {}, {}, {}
-    for lname in layers:
-        t = trace.masks[lname]
-        m = (t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t))[0]
-        m = m if m.dtype == bool else m != 0
-        mask_shape[lname] = tuple(int(s) for s in m.shape)
-        hwc = m.transpose(1, 2, 0)
-        if not m.flags.c_contiguous and hwc.flags.c_contiguous:  # channels-last: pack as it lies
-            mask_order[lname] = "hwc"
-            flat = hwc.reshape(-1, m.shape[0])
-            mask_bits[lname] = np.packbits(flat.reshape(-1))
-            counts = flat.view(np.uint8).sum(axis=0, dtype=np.int64)  # ~2x count_nonzero(axis=)
-        else:
-            mask_bits[lname] = np.packbits(m.reshape(-1))
-            flat = m.reshape(m.shape[0], -1)
-            counts = flat.view(np.uint8).sum(axis=1, dtype=np.int64)
-        mask_rate[lname] = (counts / max(1, m[0].size)).astype(np.float32)
+    # numpy packs and counts without the GIL: the layers on two threads (~2x on 2 cores)
+    with ThreadPoolExecutor(max_workers=2) as workers:
+        packed = list(workers.map(_pack_mask, (trace.masks[lname] for lname in layers)))
+    for lname, (bits, shape, rate, order) in zip(layers, packed):
+        mask_bits[lname], mask_shape[lname], mask_rate[lname] = bits, shape, rate
+        if order is not None:
+            mask_order[lname] = order
     attention = {k: _np(v)[0] for k, v in trace.attention.items()}
     tau = {k: _np(v).reshape(-1) for k, v in trace.tau.items()}
     config = dict(getattr(trace, "config", {}) or {})
