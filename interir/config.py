@@ -223,6 +223,9 @@ SCHEMA: dict[str, Any] = {
         # optional: an exponential moving average of the weights with this decay per iteration
         # (our option, not the paper's): validated beside the weights, kept as ema/ and ema-<iter>/
         "ema_decay": F("float", _ABSENT, min_value=0.0),
+        # optional, with ema_decay and init_weights: a weights folder the moving average starts
+        # from at a warm restart (a milestone's ema/), instead of the init_weights themselves
+        "init_ema": F("str", _ABSENT),
     },
     "val": {
         "every": F("int", 1000, positive=True),
@@ -332,6 +335,9 @@ def validate_config(raw: Any) -> dict:
     decay = cfg["train"].get("ema_decay")
     if decay is not None and not 0.0 < decay < 1.0:
         raise InterIRError(f"train.ema_decay: must be between 0 and 1 (e.g. 0.999), got {decay}")
+    if cfg["train"].get("init_ema") and not (decay and cfg["train"]["init_weights"]):
+        raise InterIRError("train.init_ema: needs train.ema_decay and train.init_weights (the moving "
+                           "average starts from it at a warm restart)")
     return cfg
 
 

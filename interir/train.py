@@ -17,7 +17,8 @@ Outputs in ``checkpoint.dir`` (rank 0 only):
 * with ``train.ema_decay``: ``ema/`` (the moving average of the weights, written with
   ``last/``) and, with ``checkpoint.keep_every``, ``ema-<iter>/`` beside ``weights-<iter>/``;
   the average is part of the training state and is validated beside the weights
-  (``kind=val_ema`` rows);
+  (``kind=val_ema`` rows); a warm restart starts it from ``train.init_ema`` when given (a
+  milestone's ``ema/``), else from the restart's weights;
 * ``log.csv`` (``kind=train`` rows: iter, loss, l1, fft, lr, time; ``kind=val`` rows: iter,
   combo, psnr, ssim, and the fractions of pairs whose early exits are monotone / whose data
   residual descends (monotone, descent); ``kind=val_stage`` rows: iter, combo, stage k = 0..n, psnr of the early-exit
@@ -734,12 +735,16 @@ class Trainer:
         self.start_iter, self.best_psnr, self.best_iter, self.elapsed0 = 0, -math.inf, 0, 0.0
         self.ema: WeightEMA | None = None
         ema_tensors: dict[str, torch.Tensor] = {}
+        ema_from = f"{self.ckpt_dir / STATE_JSON}: its moving average of the weights"
         if resume:
             ema_tensors = self.resume()
         elif self.tcfg["init_weights"]:
             self.warm_start(self.tcfg["init_weights"])
+            if self.tcfg.get("init_ema"):
+                ema_from = f"train.init_ema: {self.tcfg['init_ema']}"
+                ema_tensors = self._ema_weights(self.tcfg["init_ema"])
         if self.tcfg.get("ema_decay"):
-            self._start_ema(ema_tensors)
+            self._start_ema(ema_tensors, ema_from)
         self.last_ckpt = self.start_iter
         self.net = self._wrap_model()
         self.loss_fn = self._build_loss()
@@ -810,15 +815,26 @@ class Trainer:
         self.say(f"resuming {self.cfg['name']} from iteration {self.start_iter} in {self.ckpt_dir}")
         return {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
 
-    def _start_ema(self, tensors: dict[str, torch.Tensor]) -> None:
-        """The moving average (``train.ema_decay``): the resumed one, else the current weights."""
+    def _ema_weights(self, weights_dir: str) -> dict[str, torch.Tensor]:
+        """``train.init_ema``: the tensors of a weights folder (safetensors only) for the moving
+        average to start from; it must be this network, with the same kind of convolution."""
+        pretrained = load_pretrained(weights_dir)
+        if pretrained.config["conv_type"] != self.model.config["conv_type"]:
+            raise InterIRError(f"train.init_ema: {weights_dir}: conv_type {pretrained.config['conv_type']}, "
+                               f"this network's is {self.model.config['conv_type']}")
+        self.say(f"the moving average of the weights starts from {weights_dir}")
+        return pretrained.state_dict()
+
+    def _start_ema(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        """The moving average (``train.ema_decay``): the resumed one, or ``train.init_ema``'s at a
+        warm restart, else the current weights."""
         self.ema = WeightEMA(self.model, self.tcfg["ema_decay"])
         if tensors:
             try:
                 self.ema.module.load_state_dict(tensors, strict=True)
             except RuntimeError as exc:
-                raise InterIRError(f"{self.ckpt_dir / STATE_JSON}: its moving average of the "
-                                   f"weights does not match this network ({exc})") from None
+                raise InterIRError(f"{source} does not match this network "
+                                   f"({str(exc).splitlines()[0]})") from None
         elif self.start_iter:
             self.say(f"train.ema_decay: the moving average of the weights starts at iteration "
                      f"{self.start_iter} (the resumed state had none)")

@@ -570,6 +570,37 @@ def test_warm_start_copies_matching_tensors_and_keeps_the_rest_fresh(tmp_path, d
     assert "init_weights" in err and "other shapes" in err and "\n" not in err.strip()
 
 
+def test_init_ema_starts_the_moving_average_of_a_warm_restart_from_its_folder(tmp_path, data_dir, capsys):
+    """train.init_ema: a warm restart's moving average starts from a milestone's ema/, not from
+    init_weights; another kind of convolution or a config without ema_decay is a clear error."""
+    torch.set_num_threads(1)
+    folders = {}
+    for seed, name in ((5, "weights"), (6, "ema")):
+        torch.manual_seed(seed)
+        interir.save_pretrained(interir.build_model("tiny", n_blocks=1, channels=8), tmp_path / name)
+        folders[name] = interir.load_pretrained(tmp_path / name).state_dict()
+    raw = _raw_cfg(data_dir, tmp_path / "run", total_iter=1, init_weights=str(tmp_path / "weights"),
+                   init_ema=str(tmp_path / "ema"), ema_decay=0.5)
+    raw["train"]["optimizer"]["lr"] = 1e-12           # one step that barely moves the weights
+    assert cli_main(["train", "--config", str(_write_cfg(tmp_path / "c.yaml", raw))]) == 0
+    assert "moving average of the weights starts from" in capsys.readouterr().err
+    got = interir.load_pretrained(tmp_path / "run" / "ema").state_dict()
+    w, e = folders["weights"], folders["ema"]
+    assert all(torch.allclose(got[k], 0.5 * e[k] + 0.5 * w[k], atol=1e-5) for k in w)  # one step
+    assert not torch.allclose(e["head.0.weight"], w["head.0.weight"])
+
+    torch.manual_seed(7)
+    interir.save_pretrained(interir.build_model("tiny", n_blocks=1, channels=8, conv_type="standard"),
+                            tmp_path / "std")
+    raw["train"]["init_ema"], raw["checkpoint"]["dir"] = str(tmp_path / "std"), str(tmp_path / "run2")
+    assert cli_main(["train", "--config", str(_write_cfg(tmp_path / "c.yaml", raw))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]   # after the warm start's line
+    assert "init_ema" in err and "conv_type standard" in err and "Traceback" not in err
+    del raw["train"]["ema_decay"]
+    with pytest.raises(InterIRError, match="init_ema: needs train.ema_decay"):
+        validate_config(raw)
+
+
 def _sched_cfg(total: int, warmup: int | None, lr: float = 1e-3, eta_min: float = 1e-6) -> dict:
     sched = {"type": "CosineAnnealingLR", "eta_min": eta_min}
     if warmup is not None:
