@@ -74,3 +74,7 @@ def test_milestone_names_its_run_and_iteration_and_a_config_continues_from_it(na
     for cfg in users:
         assert cfg["network"]["conv_type"] == model.config["conv_type"]
         assert cfg["network"]["n_blocks"] == model.config["n_blocks"]
+    if (path / "ema").is_dir():   # its moving average at the same iteration, which they continue
+        assert training_stage(path / "ema") == (run, iteration)
+        assert interir.load_pretrained(path / "ema").config == model.config
+        assert all(c["train"].get("init_ema") == f"milestones/{name}/ema" for c in users)
