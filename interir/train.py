@@ -818,7 +818,10 @@ class Trainer:
     def _ema_weights(self, weights_dir: str) -> dict[str, torch.Tensor]:
         """``train.init_ema``: the tensors of a weights folder (safetensors only) for the moving
         average to start from; it must be this network, with the same kind of convolution."""
-        pretrained = load_pretrained(weights_dir)
+        try:
+            pretrained = load_pretrained(weights_dir)
+        except InterIRError as exc:
+            raise InterIRError(f"train.init_ema: {exc}") from None
         if pretrained.config["conv_type"] != self.model.config["conv_type"]:
             raise InterIRError(f"train.init_ema: {weights_dir}: conv_type {pretrained.config['conv_type']}, "
                                f"this network's is {self.model.config['conv_type']}")

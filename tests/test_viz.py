@@ -140,6 +140,7 @@ def test_to_uint8_tensor_path_equals_numpy_path_and_leaves_the_tensor():
     assert torch.equal(x.nan_to_num(), before.nan_to_num())  # the trace's image is not changed
     assert list(out[0, 0, 0:1]) + list(out[0, 1:3, 0]) == [0, 255, 0]
 
+
 def test_metrics_against_reference_and_lazy_ssim():
     from interir.metrics import psnr, ssim
 
