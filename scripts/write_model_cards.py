@@ -26,7 +26,8 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 import interir.weights as weights_mod  # noqa: E402
 from benchmarks.complexity import count  # noqa: E402
 from interir.config import load_config  # noqa: E402
@@ -520,6 +521,12 @@ def lineage_stages(ck: Path, current: dict, run_dir: Path | None = None,
     return earlier + [head, current]
 
 
+def _init_ema(stage: dict) -> str | None:
+    """The moving average a stage's config started from (`train.init_ema`), if its config is here."""
+    cfg = ROOT / stage["config"] if stage.get("config") else None
+    return load_config(cfg)["train"].get("init_ema") if cfg is not None and cfg.is_file() else None
+
+
 def _stage_row(k: int, stage: dict, ck: Path) -> str:
     if "checkpoint" in stage:  # the checkpoint a warm start began from
         name = Path(stage["checkpoint"]).name
@@ -531,7 +538,9 @@ def _stage_row(k: int, stage: dict, ck: Path) -> str:
     how = ("from scratch" if not init else f"warm restart from the committed `{init}`" if Path(init).name == ck.name
            else f"warm start from `{init}` (tensors of the same name and shape copied, the rest fresh)")
     if is_milestone(init):
-        how = f"warm restart from stage {k - 1}'s committed milestone `{init}` (weights only: Adam's moments fresh)"
+        carried = ("its weights and their moving average, `train.init_ema`; Adam's moments fresh"
+                   if _init_ema(stage) else "weights only: Adam's moments fresh")
+        how = f"warm restart from stage {k - 1}'s committed milestone `{init}` ({carried})"
     if stage.get("branch_of"):
         how = (f"branched from stage {k - 1} at iteration {stage['start_iter']:,} (a copy of its training "
                f"state, resumed with this config)")
