@@ -769,6 +769,12 @@ into 16 channels, so per-pixel detail such as noise could not be represented; `t
 n = 2 at the paper's C = 48.
 """
 
+SELECTION = """ Which of a run's candidates (kept weights, their moving
+average) ships was decided on the test pairs until session 30, a selection on them
+(`docs/model_sweep.md`, "Stage 18"); since session 31 it is decided on a selection set from the
+validation photos (`data_local/valsel`: `--per-combo 20 --seed 3`, 140 pairs), and the test pairs
+only report."""
+
 DATA = """## Data
 `../shared/data/bsd400` (BSDS500 train+test, 400 clean photos; not redistributed here), split by
 `configs/splits/` into 340 training, 20 validation and 40 test photos (the test photos are
@@ -884,7 +890,7 @@ multi-degradation restoration (haze + rain + noise, all seven combinations). Thi
 How the paper's operators are read (see docs/design.md and the comments in `interir/model/`):
 {INTERPRETATION}
 
-{DATA}
+{DATA}{'' if is_legacy(ck) else SELECTION}
 
 {training_section(ck, info, cfg_path, twin, lineage(ck, info, stages, res), stages[-1] if stages else None)}
 
