@@ -10,7 +10,9 @@ tree). ``report`` reads every row's ``log.csv`` and writes the table: the last v
 (average over the 7 combinations), the early-exit PSNR per iteration k at that validation and
 whether it is non-decreasing (within 0.05 dB), the wall time per iteration, and the forward time
 of the row's architecture at 512² on this machine (2 threads, random weights: speed does not
-depend on them).
+depend on them). A finished row whose run folder is not in DIR (run on an earlier machine) keeps
+its line from the table already in ``--out``, so a sweep continued elsewhere adds rows without
+losing the ones measured before.
 """
 from __future__ import annotations
 
@@ -171,8 +173,20 @@ def revalidated_fractions(run_dir: Path, cfg: dict[str, Any]) -> tuple[float, fl
     return avg["monotone"], avg["descent"]
 
 
+def earlier_rows(path: Path) -> dict[str, str]:
+    """Row name -> its line in the table already between the markers of ``path`` (empty when
+    there is no such file or table)."""
+    text = path.read_text() if path.exists() else ""
+    if BEGIN not in text or END not in text:
+        return {}
+    table = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    return {line.split("`")[1]: line for line in table.splitlines()
+            if line.startswith("| `") and line.split("`")[1] in ROWS}
+
+
 def report(args: argparse.Namespace) -> None:
     runs = Path(args.runs)
+    earlier = earlier_rows(Path(args.out)) if args.out else {}
     lines = ["| row | what it tests | iters | val PSNR (dB) | early-exit PSNR k = 0..n | monotone | "
              "pairs monotone / residual descending | s / it | forward 512² (ms) |",
              "|---|---|---:|---:|---|:---:|:---:|---:|---:|"]
@@ -180,6 +194,8 @@ def report(args: argparse.Namespace) -> None:
     for name, (what, _) in ROWS.items():
         log = runs / name / "log.csv"
         if not log.exists():
+            if name in earlier:   # measured on an earlier machine: keep its line
+                lines.append(earlier[name])
             continue
         r = read_log(log)
         if not (runs / name / "DONE").exists():   # unfinished: no row, one line below the table

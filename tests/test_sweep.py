@@ -104,3 +104,26 @@ def test_report_lists_unfinished_rows_below_the_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Unfinished (resumable; not in the table): `ds-linear` (500 of 1,500 iterations)." in out
     assert "| `ds-linear` |" not in out
+
+
+def test_report_keeps_rows_measured_elsewhere(tmp_path, capsys, monkeypatch):
+    """A finished row whose run folder is not in RUNS keeps its line from the table in --out;
+    a row unknown to the sweep is dropped."""
+    doc = tmp_path / "sweep.md"
+    old = ("| `paper-n6` | the paper's reading | 1500 | 20.67 | 19.30 → 20.67 | yes | 34 % / 0 %¹ | 2.67 | 1043 |\n"
+           "| `gone-row` | removed | 1500 | 1.00 | 1.00 | yes | — | 1.00 | 1 |\n")
+    sweep.write_table(doc, "| row | … |\n|---|\n" + old)
+    run = tmp_path / "runs" / "ds-linear"
+    run.mkdir(parents=True)
+    (run / "log.csv").write_text(
+        "kind,iter,loss,l1,fft,lr,time,combo,psnr,ssim,stage,monotone,descent\n"
+        "train,10,1,1,1,1,5.0,,,,,,\n"
+        "train,1500,1,1,1,1,20.0,,,,,,\n"
+        "val,1500,,,,,,average,21.50,0.5,,0.5,0.25\n")
+    (run / "DONE").write_text("1 s\n")
+    monkeypatch.setattr(sweep, "forward_ms", lambda cfg: 123.0)
+    sweep.report(sweep.argparse.Namespace(runs=str(tmp_path / "runs"), out=str(doc)))
+    table = doc.read_text().split(sweep.BEGIN)[1].split(sweep.END)[0]
+    assert old.splitlines()[0] in table and "gone-row" not in table
+    assert "| `ds-linear` |" in table and "| 21.50 |" in table and "| 50 % / 25 % |" in table
+    assert table.index("`paper-n6`") < table.index("`ds-linear`")   # the sweep's row order
