@@ -42,6 +42,8 @@ INTERPRETATION = """\
 - RESM (Eq. 12, additive form of Eq. 31): `F = Aᵀ(A·I·B − z)Bᵀ + EP(EP(I) + Λ + Wκ·S(Λ + EP(I)))`,
   `H = AᵀA·F·BBᵀ + EP(1 − S(Λ + EP(I))) ⊙ EP(F)`, `I ← I − η·H` (η learnable, initialised to 0.01).
   The data term uses the sign of Eq. 31 (the gradient of ½‖A·I·B − z‖²); Eq. 12 prints the opposite.
+  The subtractive form of Eq. 28, which the paper's supplement says collapses in training, trains
+  here and ends level at the sweep's budget (`docs/model_sweep.md`, sweep row `ds-norm-sub`); Eq. 31 is kept.
 - DMUM (Eq. 13): `A = Norm(A⁰·A¹ᵀ)` from `EP([I·B, z])`, `B = Norm(B⁰ᵀ·B¹)` from `EP([A·I, z])`
   (Frobenius normalisation per channel). MUM (Eq. 14): `Λ ← Λ + EP(I) − S(Λ + EP(I))`.
 - `S(·)` ("Convs"): 1×1 conv → ReLU → 1×1 conv. `Wκ`: per-channel weights from global-average-
