@@ -106,7 +106,7 @@ def test_report_lists_unfinished_rows_below_the_table(tmp_path, capsys):
     assert "| `ds-linear` |" not in out
 
 
-def test_report_keeps_rows_measured_elsewhere(tmp_path, capsys, monkeypatch):
+def test_report_keeps_rows_measured_elsewhere(tmp_path, monkeypatch):
     """A finished row whose run folder is not in RUNS keeps its line from the table in --out;
     a row unknown to the sweep is dropped."""
     doc = tmp_path / "sweep.md"
