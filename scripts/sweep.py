@@ -52,6 +52,9 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "ds-norm-lr1e-3": ("ds-norm at lr 1e-3", {"train.loss.deep_supervision": "linear",
                                                "network.norm_scale": "learned",
                                                "train.optimizer.lr": 1.0e-3}),
+    "ds-norm-unit-lr1e-3": ("explain_unit at lr 1e-3 (the two best rows combined; session 33)", {
+        "train.loss.deep_supervision": "linear", "network.norm_scale": "learned",
+        "network.conv_type": "explain_unit", "train.optimizer.lr": 1.0e-3}),
     "ds-norm-n4": ("ds-norm at n = 4", {"train.loss.deep_supervision": "linear",
                                         "network.norm_scale": "learned", "network.n_blocks": 4}),
     "ds-norm-hinge": ("ds-norm + descent hinges (monotone 0.02 / dB, descent 0.3)", {
