@@ -156,6 +156,16 @@ def test_every_config_of_the_repo_validates(path):
     assert cfg["name"] and cfg["train"]["total_iter"] > 0
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_warm_start_of_the_repo_names_a_committed_folder(path):
+    """A config that continues from weights (a milestone, a shipped checkpoint) must find them in
+    the repository, or a new machine cannot run it."""
+    train = load_config(path)["train"]
+    for key in ("init_weights", "init_ema"):
+        if train.get(key):
+            assert (REPO / train[key] / "model.safetensors").is_file(), f"{key}: {train[key]}"
+
+
 def test_checkpoint_keep_every_is_absent_unless_given_and_positive():
     assert "keep_every" not in validate_config(copy.deepcopy(MINIMAL))["checkpoint"]
     assert validate_config(_with("checkpoint.keep_every", 500))["checkpoint"]["keep_every"] == 500
