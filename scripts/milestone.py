@@ -6,8 +6,8 @@ into ``milestones/<run>-<iter>/`` (``model.safetensors``, ``config.json``, the m
 ``ema/`` when the run keeps one, and ``training_log.csv``: the run's log up to that iteration,
 which the model cards read), and a new config continues from them with the rest of the schedule:
 
-    python scripts/milestone.py --run-dir RUNS/interir-n6u-lr1e-3b --iter 5500 \\
-        --next interir-n6u-lr1e-3c --seed 31
+    python scripts/milestone.py --run-dir RUNS/interir-n6-s21 --iter 2000 \\
+        --next interir-n6-s21b --seed 33
 
 The continuation is a warm restart (Adam's moments and the batch order are not in a milestone):
 the lr the run's schedule had at ``--iter``, a cosine over the iterations it had left, after a
