@@ -12,7 +12,10 @@ which the model cards read), and a new config continues from them with the rest 
 The continuation is a warm restart (Adam's moments and the batch order are not in a milestone):
 the lr the run's schedule had at ``--iter``, a cosine over the iterations it had left, after a
 short warm-up (``--warmup``), on new batches (``--seed``; earlier runs' seeds are in their configs).
-``--next`` is refused when the schedule has ended: the next stage is a recipe of its own.
+``--next`` is refused when the schedule has ended (the next stage is a recipe of its own), except
+for a leg at a constant lr (``constant``, or a cosine whose ``eta_min`` is its lr, after a warm-up):
+its end continues as another leg of the same length, as stage 18's and stage 22's legs followed
+each other.
 Nothing is overwritten; a folder or config that exists already is an error.
 """
 from __future__ import annotations
@@ -103,15 +106,20 @@ def continuation(src_config: Path, milestone: str, it: int, name: str, seed: int
     cfg = load_config(src_config)
     train = cfg["train"]
     total = train["total_iter"]
-    if it >= total:
+    sched = train["scheduler"]
+    constant = sched["type"] == "constant"
+    # a cosine whose floor is its own lr is a constant lr after a warm-up (stage 18's and 22's
+    # legs): an ended leg continues as another leg of the same length
+    flat = constant or float(sched.get("eta_min", 0.0)) >= float(train["optimizer"]["lr"])
+    new_leg = flat and it >= total
+    if it > total or (it == total and not flat):
         raise InterIRError(f"{src_config}: its schedule ended at {total}; nothing to continue "
                            "(write the next stage's config instead)")
-    left = total - it
+    left = total if new_leg else total - it
     if warmup >= left:
         raise InterIRError(f"--warmup {warmup}: must be below the {left} iterations left")
-    lr_text = yaml_float(scheduled_lr(cfg, it))
+    lr_text = yaml_float(scheduled_lr(cfg, min(it, total)))
     lr = float(lr_text)
-    constant = train["scheduler"]["type"] == "constant"
     text = read_text_file(src_config, "config file")
     body = text[text.index("name:"):] if "name:" in text else text
     edits = [
@@ -134,14 +142,19 @@ def continuation(src_config: Path, milestone: str, it: int, name: str, seed: int
         init += f"  init_ema: milestones/{milestone}/ema\n"
     body = re.sub(r"^(  total_iter: .*\n)", rf"\g<1>{init}", body, count=1, flags=re.M)
     body = re.sub(r"^(  dir: )runs/.*$", rf"\g<1>runs/{name}", body, count=1, flags=re.M)
-    schedule = ("at the same constant lr" if constant else
-                f"decayed by a cosine over the {left:,} iterations it had left,\n# after a {warmup}-"
-                "iteration warm-up (Adam's moments are not in the milestone)")
+    restart = "" if constant else (f",\n# after a {warmup}-iteration warm-up (Adam's moments "
+                                   "are not in the milestone)")
+    if new_leg:
+        schedule = f"another leg of {left:,} iterations at the same constant lr{restart}"
+    elif flat:
+        schedule = f"the same constant lr for the {left:,} iterations it had left{restart}"
+    else:
+        schedule = f"decayed by a cosine over the {left:,} iterations it had left{restart}"
     header = (
         f"# Continues configs/{src_config.stem}.yaml on a machine without its run state (RUNS/{src_config.stem},\n"
         "# outside the work tree); where that state exists, resume the run itself (--resume).\n"
         f"# A warm restart of its committed milestone milestones/{milestone} (its weights\n"
-        f"# and their moving average) with the rest of its schedule: the lr it had at {it:,} ({lr_text}),\n"
+        f"# and their moving average): the lr it had at {it:,} ({lr_text}),\n"
         f"# {schedule}, on new batches (seed {seed}).\n"
         "# Written by scripts/milestone.py." + (f" {note}" if note else "") + "\n"
         f"#   OMP_NUM_THREADS=1 interir train --config configs/{name}.yaml --run-dir RUNS/{name} [--resume]\n")

@@ -120,3 +120,22 @@ def test_an_ended_schedule_is_not_continued(repo, capsys):
                            "--next", "cont", "--seed", "1"]) == 2
     assert "schedule ended" in capsys.readouterr().err
     assert not (repo / "configs" / "cont.yaml").exists()
+
+
+def test_a_leg_at_a_constant_lr_continues_as_another_leg(tmp_path, monkeypatch):
+    leg = "interir-n6-s22"   # a cosine whose eta_min is its lr: a constant after a warm-up
+    (tmp_path / "configs").mkdir()
+    shutil.copy(ROOT / "configs" / f"{leg}.yaml", tmp_path / "configs")
+    src = load_config(tmp_path / "configs" / f"{leg}.yaml")["train"]
+    assert src["scheduler"]["eta_min"] == src["optimizer"]["lr"]
+    run = fake_run(tmp_path, leg, [src["total_iter"]])
+    assert milestone.main(["--run-dir", str(run), "--iter", str(src["total_iter"]),
+                           "--root", str(tmp_path), "--next", "leg2", "--seed", "7"]) == 0
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(tmp_path / "configs" / "leg2.yaml")
+    assert cfg["train"]["total_iter"] == src["total_iter"]
+    assert math.isclose(cfg["train"]["optimizer"]["lr"], src["optimizer"]["lr"], rel_tol=5e-3)
+    assert cfg["train"]["scheduler"]["eta_min"] == cfg["train"]["optimizer"]["lr"]
+    assert cfg["train"]["init_weights"] == f"milestones/{leg}-{src['total_iter']}"
+    header = (tmp_path / "configs" / "leg2.yaml").read_text().split("name:")[0]
+    assert "another leg" in header and "cosine" not in header
